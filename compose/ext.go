@@ -1,0 +1,79 @@
+package compose
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// ExtensionKey is the compose extension roster reads, at the top level and
+// per service.
+const ExtensionKey = "x-roster"
+
+// ProjectExt is the top-level x-roster block.
+type ProjectExt struct {
+	// Zone is the DNS zone of the project; default "{project}.internal.".
+	Zone string `json:"zone,omitempty"`
+	// DNS configures roster's DNS server.
+	DNS DNSExt `json:"dns,omitempty"`
+	// Templates are dependent config files (see the templates issue).
+	Templates []json.RawMessage `json:"templates,omitempty"`
+}
+
+// DNSExt configures the DNS server.
+type DNSExt struct {
+	TTL  string `json:"ttl,omitempty"`  // positive TTL, default 5s
+	Port int    `json:"port,omitempty"` // host loopback port, default chosen per project
+}
+
+// ServiceExt is a service's x-roster block.
+type ServiceExt struct {
+	// Hostname is the hostname template, e.g. "{service}-{n}".
+	Hostname string `json:"hostname,omitempty"`
+	// RestartUnhealthy replaces a replica that stays unhealthy.
+	RestartUnhealthy bool `json:"restart_unhealthy,omitempty"`
+}
+
+func parseProjectExt(cp *types.Project) (ProjectExt, error) {
+	var e ProjectExt
+	if err := decodeExt(cp.Extensions, &e); err != nil {
+		return e, fmt.Errorf("top-level %s: %w", ExtensionKey, err)
+	}
+	if e.Zone == "" {
+		e.Zone = cp.Name + ".internal."
+	}
+	if !strings.HasSuffix(e.Zone, ".") {
+		e.Zone += "."
+	}
+	return e, nil
+}
+
+func parseServiceExt(name string, sc types.ServiceConfig) (ServiceExt, error) {
+	var e ServiceExt
+	if err := decodeExt(sc.Extensions, &e); err != nil {
+		return e, fmt.Errorf("service %q: %s: %w", name, ExtensionKey, err)
+	}
+	return e, nil
+}
+
+// decodeExt decodes the x-roster entry of exts into v, rejecting unknown
+// fields so that a typo is an error rather than a silent default.
+func decodeExt(exts types.Extensions, v any) error {
+	raw, ok := exts[ExtensionKey]
+	if !ok || raw == nil {
+		return nil
+	}
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w", err)
+	}
+	return nil
+}
