@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -120,9 +121,27 @@ func Load(ctx context.Context, o Options) (*Project, error) {
 	}
 	cp, err := opts.LoadProject(ctx)
 	if err != nil {
-		return nil, err
+		return nil, loadError(opts.ConfigPaths, err)
 	}
 	return fromCompose(cp)
+}
+
+var containerNameErr = regexp.MustCompile(`can't set container_name and (\S+) as container name must be unique`)
+
+// loadError names the compose files in a loader error (compose-go names
+// the field, not always the file) and rewrites compose-go's container_name
+// message into one that names the service.
+func loadError(files []string, err error) error {
+	if m := containerNameErr.FindStringSubmatch(err.Error()); m != nil {
+		err = fmt.Errorf("service %q: container_name can only be used with one replica (remove container_name or set replicas to 1)", m[1])
+	}
+	msg := err.Error()
+	for _, f := range files {
+		if strings.Contains(msg, f) || strings.Contains(msg, filepath.Base(f)) {
+			return err
+		}
+	}
+	return fmt.Errorf("compose file %s: %w", strings.Join(files, ", "), err)
 }
 
 // withDefaultConfigPathFrom finds compose.yaml, compose.yml,
@@ -159,8 +178,16 @@ func withDefaultConfigPathFrom(dir string) cli.ProjectOptionsFn {
 
 // fromCompose turns a loaded compose-go project into the desired model.
 func fromCompose(cp *types.Project) (*Project, error) {
+	// Merge env_file and label_file into environment and labels, as
+	// compose does before it creates containers.
+	cp, err := cp.WithServicesEnvironmentResolved(true)
+	if err != nil {
+		return nil, err
+	}
+	if cp, err = cp.WithServicesLabelsResolved(true); err != nil {
+		return nil, err
+	}
 	p := &Project{Name: cp.Name, Dir: cp.WorkingDir, Files: cp.ComposeFiles, Compose: cp}
-	var err error
 	if p.Roster, err = parseProjectExt(cp); err != nil {
 		return nil, err
 	}

@@ -27,8 +27,13 @@ var supported = map[string]bool{
 	"shm_size": true, "stop_grace_period": true, "stop_signal": true, "sysctls": true,
 	"tmpfs": true, "ulimits": true, "user": true, "volumes": true, "working_dir": true,
 	"mac_address": true, "pids_limit": true, "oom_score_adj": true, "memswap_limit": true,
-	"devices": true, "runtime": true, "links": true, "extends": true, "platform": true,
-	"volumes_from": false, "secrets": false, "configs": false,
+	"devices": true, "runtime": true, "extends": true, "gpus": true,
+	"volumes_from": true, "secrets": true, "configs": true,
+	"cpu_period": true, "cpu_quota": true, "cpu_rt_period": true, "cpu_rt_runtime": true,
+	"cpuset": true, "cgroup": true, "cgroup_parent": true, "device_cgroup_rules": true,
+	"isolation": true, "log_driver": true, "log_opt": true, "mem_swappiness": true,
+	"oom_kill_disable": true, "storage_opt": true, "userns_mode": true, "uts": true,
+	"volume_driver": true,
 }
 
 // deploy sub-keys roster honours; the rest of deploy is for Swarm and

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/roster-dev/roster/compose"
+	"github.com/roster-dev/roster/reconciler"
+)
+
+func newDownCmd(g *globals) *cobra.Command {
+	var opt reconciler.DownOptions
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Remove the project's containers, networks and agent; named volumes only with -v",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			p, err := g.load(ctx)
+			if err != nil {
+				return err
+			}
+			eng, err := connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer eng.Close()
+			errw := cmd.ErrOrStderr()
+			o, err := eng.Observe(ctx, p.Name, nil)
+			if err != nil {
+				return fmt.Errorf("observe project %s: %w\nnothing was changed", p.Name, err)
+			}
+			plan := reconciler.MakeDownPlan(p, o, opt)
+			if dryRun {
+				fmt.Fprint(cmd.OutOrStdout(), plan.String())
+				return nil
+			}
+			warnAll(errw, plan.Warnings)
+			unlock, err := lockProject(ctx, p, errw)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			prog := newProgress(errw, g.progress)
+			err = reconciler.Execute(ctx, eng, plan, 8, prog.event)
+			prog.done()
+			if err != nil {
+				return upError(err)
+			}
+			// A later `up` starts again from the compose file.
+			return compose.RemoveState(p)
+		},
+	}
+	cmd.Flags().BoolVarP(&opt.Volumes, "volumes", "v", false, "also remove named volumes and anonymous volumes")
+	cmd.Flags().BoolVar(&opt.RemoveOrphans, "remove-orphans", false, "also remove containers of services not in the compose file")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan, change nothing")
+	return cmd
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/roster-dev/roster/compose"
+	"github.com/roster-dev/roster/reconciler"
+)
+
+func goVersion() string { return runtime.Version() }
+
+type upFlags struct {
+	detach, dryRun, build, forceRecreate, noRecreate, removeOrphans bool
+	scale                                                           []string
+}
+
+func newUpCmd(g *globals) *cobra.Command {
+	var f upFlags
+	cmd := &cobra.Command{
+		Use:   "up [SERVICE...]",
+		Short: "Converge the project, then keep reconciling in the foreground (or return with -d)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.forceRecreate && f.noRecreate {
+				return usagef("--force-recreate and --no-recreate cannot be combined")
+			}
+			return runUp(cmd.Context(), g, f, args, cmd)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVarP(&f.detach, "detach", "d", false, "converge and return")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan, change nothing")
+	fl.BoolVar(&f.build, "build", false, "build images before starting containers")
+	fl.BoolVar(&f.forceRecreate, "force-recreate", false, "recreate containers even if their config is unchanged")
+	fl.BoolVar(&f.noRecreate, "no-recreate", false, "do not recreate containers whose config changed")
+	fl.BoolVar(&f.removeOrphans, "remove-orphans", false, "remove containers of services not in the compose file")
+	fl.StringArrayVar(&f.scale, "scale", nil, "SERVICE=N: set (and persist, as `roster scale`) the replicas of a service")
+	return cmd
+}
+
+func newPlanCmd(g *globals) *cobra.Command {
+	var removeOrphans bool
+	cmd := &cobra.Command{
+		Use:   "plan [SERVICE...]",
+		Short: "Print what `roster up` would do, each step with its cause; change nothing",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runUp(cmd.Context(), g, upFlags{dryRun: true, removeOrphans: removeOrphans}, args, cmd)
+		},
+	}
+	cmd.Flags().BoolVar(&removeOrphans, "remove-orphans", false, "plan the removal of orphan containers")
+	return cmd
+}
+
+// parseScale parses SERVICE=N arguments.
+func parseScale(p *compose.Project, args []string) (map[string]int, error) {
+	want := map[string]int{}
+	for _, a := range args {
+		name, num, ok := strings.Cut(a, "=")
+		if !ok || name == "" {
+			return nil, usagef("invalid scale argument %q: expected SERVICE=REPLICAS, e.g. web=3", a)
+		}
+		n, err := strconv.Atoi(num)
+		if err != nil {
+			return nil, usagef("invalid scale argument %q: replicas %q is not a whole number", a, num)
+		}
+		if n < 0 {
+			return nil, usagef("invalid scale argument %q: replicas must not be negative", a)
+		}
+		if _, ok := p.Service(name); !ok {
+			return nil, usagef("invalid scale argument %q: no such service %q (services: %s)", a, name, strings.Join(p.ServiceNames(), ", "))
+		}
+		want[name] = n
+	}
+	return want, nil
+}
+
+func runUp(ctx context.Context, g *globals, f upFlags, services []string, cmd *cobra.Command) error {
+	p, err := g.load(ctx)
+	if err != nil {
+		return err
+	}
+	out, errw := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	if len(f.scale) > 0 {
+		want, err := parseScale(p, f.scale)
+		if err != nil {
+			return err
+		}
+		if !f.dryRun {
+			if err := persistScale(p, want); err != nil {
+				return err
+			}
+		}
+	}
+	d, notes, err := desired(p, services)
+	if err != nil {
+		return err
+	}
+	if f.dryRun && len(f.scale) > 0 {
+		want, _ := parseScale(p, f.scale)
+		for k, v := range want {
+			d.Replicas[k] = v
+		}
+	}
+	d.RemoveOrphans, d.ForceRecreate, d.NoRecreate, d.Build = f.removeOrphans, f.forceRecreate, f.noRecreate, f.build
+	d.StartStopped = true
+	eng, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	r := &reconciler.Reconciler{Engine: eng, Log: g.logger(errw)}
+	if f.dryRun {
+		plan, err := r.Plan(ctx, d)
+		if err != nil {
+			return fmt.Errorf("%w\nnothing was changed", err)
+		}
+		warnAll(errw, notes)
+		fmt.Fprint(out, plan.String())
+		return nil
+	}
+	warnAll(errw, notes)
+	warnAll(errw, p.Warnings)
+	prog := newProgress(errw, g.progress)
+	r.Progress = prog.event
+	unlock, err := lockProject(ctx, p, errw)
+	if err != nil {
+		return err
+	}
+	res, err := r.Once(ctx, d)
+	unlock()
+	prog.done()
+	if res != nil {
+		for _, w := range res.Plan.Warnings {
+			if !contains(p.Warnings, w) {
+				fmt.Fprintln(errw, "warning:", w)
+			}
+		}
+	}
+	if err != nil {
+		return upError(err)
+	}
+	if f.detach {
+		return nil
+	}
+	r.Lock = func(ctx context.Context) (func(), error) { return lockProject(ctx, p, errw) }
+	return foreground(ctx, g, r, services, f, errw)
+}
+
+// foreground keeps reconciling until ctx ends (Ctrl-C), leaving the
+// containers running. Each reconcile re-reads the compose file and the
+// `roster scale` state, so `roster scale` and file edits are applied; an
+// invalid file is reported and the last good model is kept.
+func foreground(ctx context.Context, g *globals, r *reconciler.Reconciler, services []string, f upFlags, errw interface{ Write([]byte) (int, error) }) error {
+	log := r.Log
+	log.Info("reconciling in the foreground; Ctrl-C stops roster and leaves the containers running")
+	r.Progress = nil
+	last := reconciler.Desired{}
+	loadDesired := func(ctx context.Context) (reconciler.Desired, error) {
+		p, err := g.load(ctx)
+		if err == nil {
+			var d reconciler.Desired
+			d, _, err = desired(p, services)
+			if err == nil {
+				d.RemoveOrphans, d.ForceRecreate, d.NoRecreate = f.removeOrphans, false, f.noRecreate
+				last = d
+				return d, nil
+			}
+		}
+		if last.Project == nil {
+			return last, err
+		}
+		log.Error("compose file invalid; keeping the last good model", "err", err)
+		return last, nil
+	}
+	err := r.Run(ctx, loadDesired)
+	log.Info("stopped; containers left running")
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// upError explains a failed convergence.
+func upError(err error) error {
+	var lines []string
+	var se *reconciler.StepError
+	if errors.As(err, &se) {
+		lines = append(lines, "some steps failed; the others were applied (run `roster ps` to see the state, `roster plan` for what is left)")
+	}
+	if len(lines) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w\n%s", err, strings.Join(lines, "\n"))
+}
+
+func persistScale(p *compose.Project, want map[string]int) error {
+	st, err := compose.ReadState(p)
+	if err != nil {
+		return err
+	}
+	if err := p.SetScale(&st, want); err != nil {
+		return usagef("%v", err)
+	}
+	return compose.WriteState(p, st)
+}
+
+func newScaleCmd(g *globals) *cobra.Command {
+	var noConverge bool
+	cmd := &cobra.Command{
+		Use:   "scale SERVICE=N [SERVICE=N...]",
+		Short: "Set and persist desired replicas, then converge",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("scale needs at least one SERVICE=N argument")
+			}
+			ctx := cmd.Context()
+			p, err := g.load(ctx)
+			if err != nil {
+				return err
+			}
+			want, err := parseScale(p, args)
+			if err != nil {
+				return err
+			}
+			if err := persistScale(p, want); err != nil {
+				return err
+			}
+			if noConverge {
+				return nil
+			}
+			names := make([]string, 0, len(want))
+			for k := range want {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			return runUp(ctx, g, upFlags{detach: true}, names, cmd)
+		},
+	}
+	cmd.Flags().BoolVar(&noConverge, "no-converge", false, "only record the replicas; the next up or the running loop converges")
+	return cmd
+}
+
+func contains(list []string, s string) bool {
+	for _, l := range list {
+		if l == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,241 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Reconciler converges one project: observe, plan, execute.
+type Reconciler struct {
+	Engine      Engine
+	Log         *slog.Logger
+	Concurrency int              // parallel engine calls; default 8
+	Progress    func(StepEvent)  // optional
+	// Observed, when set, is called with every complete observation
+	// (after the plan ran, the engine is observed again): the hook for DNS
+	// and templates, which must never see a partial view.
+	Observed func(*Observed)
+	// Resync is the period of the safety-net reconcile in Run; default 30s.
+	Resync time.Duration
+	// Lock, when set, is held around each reconcile in Run, so that two
+	// roster processes never act on a project at the same time.
+	Lock func(ctx context.Context) (unlock func(), err error)
+}
+
+// Result is what one reconcile did.
+type Result struct {
+	Plan     *Plan // the executed plan (image steps first, when any)
+	Observed *Observed
+}
+
+func (r *Reconciler) log() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
+}
+
+func (r *Reconciler) concurrency() int {
+	if r.Concurrency <= 0 {
+		return 8
+	}
+	return r.Concurrency
+}
+
+// images lists the image references the desired services name.
+func images(d Desired) []string {
+	var out []string
+	for _, s := range d.Project.Services {
+		out = append(out, imageRef(d, s.Name))
+	}
+	return out
+}
+
+// Observe reads the project from the engine once.
+func (r *Reconciler) Observe(ctx context.Context, d Desired) (*Observed, error) {
+	o, err := r.Engine.Observe(ctx, d.Project.Name, images(d))
+	if err != nil {
+		return nil, fmt.Errorf("observe project %s: %w", d.Project.Name, err)
+	}
+	return o, nil
+}
+
+// Plan observes and plans without changing anything.
+func (r *Reconciler) Plan(ctx context.Context, d Desired) (*Plan, error) {
+	o, err := r.Observe(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return MakePlan(d, o)
+}
+
+// Once converges the project one time. Images are built or pulled first;
+// if any cannot be had, nothing else is changed. Then the engine is
+// observed again (a new image may mean drift) and the rest is planned and
+// executed.
+func (r *Reconciler) Once(ctx context.Context, d Desired) (*Result, error) {
+	o, err := r.Observe(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := MakePlan(d, o)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Plan: &Plan{Project: plan.Project, Warnings: plan.Warnings}}
+	if img := plan.ImageSteps(); !img.Empty() {
+		r.log().Debug("plan", "project", d.Project.Name, "steps", len(img.Steps), "phase", "images")
+		if err := Execute(ctx, r.Engine, img, r.concurrency(), r.Progress); err != nil {
+			return res, fmt.Errorf("%w\nnothing else was changed", err)
+		}
+		res.Plan.Steps = append(res.Plan.Steps, img.Steps...)
+		d.Build = false
+		if o, err = r.Observe(ctx, d); err != nil {
+			return res, err
+		}
+		if plan, err = MakePlan(d, o); err != nil {
+			return res, err
+		}
+	}
+	if !plan.Empty() {
+		r.log().Debug("plan", "project", d.Project.Name, "steps", len(plan.Steps), "text", plan.String())
+		err = Execute(ctx, r.Engine, plan, r.concurrency(), r.Progress)
+		res.Plan.Steps = append(res.Plan.Steps, plan.Steps...)
+		if o2, oerr := r.Observe(ctx, d); oerr == nil {
+			o = o2
+		}
+	}
+	res.Observed = o
+	if r.Observed != nil {
+		r.Observed(o)
+	}
+	return res, err
+}
+
+// Run reconciles until ctx ends: once now, then whenever the engine
+// reports an event for the project (events only say "look again"; a short
+// debounce batches bursts), and every Resync period as a safety net.
+// Errors back off exponentially up to a minute; the event stream is
+// re-opened when it fails (e.g. the engine restarted).
+//
+// load is called before every reconcile, so the desired model follows the
+// compose file and `roster scale`. The loop never starts stopped
+// containers: it leaves those to the engine's restart policy and the user.
+func (r *Reconciler) Run(ctx context.Context, load func(context.Context) (Desired, error)) error {
+	resync := r.Resync
+	if resync <= 0 {
+		resync = 30 * time.Second
+	}
+	log := r.log()
+	kick := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	d, err := load(ctx)
+	if err != nil {
+		return err
+	}
+	go r.watch(ctx, d.Project.Name, poke)
+
+	backoff := time.Duration(0)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-kick:
+			// Debounce: let a burst of events (a container dying
+			// emits kill, die, stop...) settle.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(50 * time.Millisecond):
+			}
+		case <-timer.C:
+		}
+		if backoff > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+		}
+		err := r.loopOnce(ctx, load)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			backoff = min(max(2*backoff, 500*time.Millisecond), time.Minute)
+			log.Error("reconcile failed; will retry", "project", d.Project.Name, "err", err, "retry_in", backoff)
+			poke()
+		} else {
+			backoff = 0
+		}
+		timer.Reset(resync)
+	}
+}
+
+// watch follows the project's engine events and pokes on each one,
+// re-opening the stream after a failure.
+func (r *Reconciler) watch(ctx context.Context, project string, poke func()) {
+	log := r.log()
+	wait := time.Second
+	for ctx.Err() == nil {
+		events, errs := r.Engine.Events(ctx, project)
+		opened := time.Now()
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-events:
+				if !ok {
+					break loop
+				}
+				log.Debug("event", "action", ev.Action, "container", ev.Name)
+				poke()
+			case err := <-errs:
+				if ctx.Err() == nil {
+					log.Warn("engine event stream failed; reconnecting", "err", err, "in", wait)
+				}
+				break loop
+			}
+		}
+		if time.Since(opened) > time.Minute {
+			wait = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+		poke() // we may have missed events while disconnected
+	}
+}
+
+func (r *Reconciler) loopOnce(ctx context.Context, load func(context.Context) (Desired, error)) error {
+	d, err := load(ctx)
+	if err != nil {
+		return err
+	}
+	d.StartStopped = false
+	if r.Lock != nil {
+		unlock, err := r.Lock(ctx)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	res, err := r.Once(ctx, d)
+	if res != nil && res.Plan != nil && !res.Plan.Empty() {
+		r.log().Info("reconciled", "project", d.Project.Name, "plan", res.Plan.String())
+	}
+	return err
+}

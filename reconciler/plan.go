@@ -1,0 +1,335 @@
+// Package reconciler converges a compose project on an engine: observe
+// every labelled object once, compute a plan with a pure function, execute
+// the plan with a bounded, decision-free executor. See README.md.
+package reconciler
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/roster-dev/roster/compose"
+)
+
+// Action is the engine call a step makes.
+type Action string
+
+// The actions; each is exactly one Engine method.
+const (
+	ActBuildImage      Action = "build image"
+	ActPullImage       Action = "pull image"
+	ActCreateNetwork   Action = "create network"
+	ActCreateVolume    Action = "create volume"
+	ActCreateContainer Action = "create container"
+	ActStartContainer  Action = "start container"
+	ActStopContainer   Action = "stop container"
+	ActRenameContainer Action = "rename container"
+	ActRemoveContainer Action = "remove container"
+	ActRemoveNetwork   Action = "remove network"
+	ActRemoveVolume    Action = "remove volume"
+)
+
+// Step is one engine call with its cause.
+type Step struct {
+	ID      int // 1-based position in the plan
+	Action  Action
+	Target  string // object name the step acts on (for a rename: the old name)
+	Service string
+	Slot    int
+	Cause   string
+	After   []int // steps that must succeed first
+
+	// Payloads, by action.
+	Network   *NetworkSpec
+	Volume    *VolumeSpec
+	Build     *BuildSpec
+	Image     string         // pull
+	Container *ContainerSpec // create
+	// ContainerID is the container a start/stop/rename/remove acts on;
+	// when it is empty, Ref names the create step whose result it is.
+	ContainerID   string
+	Ref           int
+	NewName       string // rename
+	RemoveVolumes bool   // remove container: also its anonymous volumes
+	Timeout       *time.Duration
+}
+
+// IsImage reports whether the step builds or pulls an image.
+func (s Step) IsImage() bool { return s.Action == ActBuildImage || s.Action == ActPullImage }
+
+// Line is the step as one line of text.
+func (s Step) Line() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%3d. %s %s", s.ID, s.Action, s.Target)
+	if s.Action == ActRenameContainer {
+		fmt.Fprintf(&b, " -> %s", s.NewName)
+	}
+	if s.Action == ActCreateContainer && s.Container != nil {
+		fmt.Fprintf(&b, " (hostname %s)", s.Container.Hostname)
+	}
+	fmt.Fprintf(&b, ": %s", s.Cause)
+	if len(s.After) > 0 {
+		ids := make([]string, len(s.After))
+		for i, a := range s.After {
+			ids[i] = strconv.Itoa(a)
+		}
+		fmt.Fprintf(&b, " [after %s]", strings.Join(ids, ","))
+	}
+	return b.String()
+}
+
+// Plan is an ordered list of steps.
+type Plan struct {
+	Project  string
+	Steps    []Step
+	Warnings []string
+}
+
+// Empty reports whether the plan makes no engine call.
+func (p *Plan) Empty() bool { return len(p.Steps) == 0 }
+
+// String prints the plan: the same text serves --dry-run, logs and tests.
+func (p *Plan) String() string {
+	var b strings.Builder
+	for _, w := range p.Warnings {
+		fmt.Fprintf(&b, "warning: %s\n", w)
+	}
+	if p.Empty() {
+		fmt.Fprintf(&b, "project %s: nothing to do\n", p.Project)
+		return b.String()
+	}
+	fmt.Fprintf(&b, "project %s: %d steps\n", p.Project, len(p.Steps))
+	for _, s := range p.Steps {
+		b.WriteString(s.Line())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// ImageSteps returns the plan restricted to its image steps.
+func (p *Plan) ImageSteps() *Plan {
+	out := &Plan{Project: p.Project}
+	for _, s := range p.Steps {
+		if s.IsImage() {
+			s.After = nil
+			out.Steps = append(out.Steps, s)
+		}
+	}
+	return out
+}
+
+// Desired is what the project should look like.
+type Desired struct {
+	Project  *compose.Project
+	Replicas map[string]int // effective replicas per service (after `roster scale`)
+	// Services restricts the plan to these services (and what they
+	// depend on); empty means all.
+	Services      []string
+	RemoveOrphans bool
+	ForceRecreate bool
+	NoRecreate    bool
+	// StartStopped starts exited containers (what `up` does); the
+	// foreground loop leaves containers the engine or the user stopped.
+	StartStopped bool
+	Build        bool     // build images of services with a build section
+	DNS          []string // DNS servers given to new containers
+}
+
+// planner accumulates steps.
+type planner struct {
+	d    Desired
+	o    *Observed
+	plan *Plan
+}
+
+func (pl *planner) add(s Step) int {
+	s.ID = len(pl.plan.Steps) + 1
+	pl.plan.Steps = append(pl.plan.Steps, s)
+	return s.ID
+}
+
+func (pl *planner) warn(format string, args ...any) {
+	pl.plan.Warnings = append(pl.plan.Warnings, fmt.Sprintf(format, args...))
+}
+
+// selected returns the services to reconcile: the requested ones and,
+// transitively, what they depend on; all when none was requested.
+func selected(d Desired) (map[string]bool, error) {
+	p := d.Project
+	out := map[string]bool{}
+	if len(d.Services) == 0 {
+		for _, s := range p.Services {
+			out[s.Name] = true
+		}
+		return out, nil
+	}
+	var visit func(name, from string) error
+	visit = func(name, from string) error {
+		if out[name] {
+			return nil
+		}
+		s, ok := p.Service(name)
+		if !ok {
+			if from != "" {
+				return fmt.Errorf("service %q depends on %q, which is not in the project (or its profile is not enabled)", from, name)
+			}
+			return fmt.Errorf("no such service: %q (services: %s)", name, strings.Join(p.ServiceNames(), ", "))
+		}
+		out[name] = true
+		for dep := range s.Config.DependsOn {
+			if err := visit(dep, name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, n := range d.Services {
+		if err := visit(n, ""); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// MakePlan is the pure planning function: from the desired model and one
+// observation it returns every engine call needed, each with its cause. It
+// makes no call itself, so the same inputs always give the same plan.
+func MakePlan(d Desired, o *Observed) (*Plan, error) {
+	if o == nil {
+		o = &Observed{}
+	}
+	p := d.Project
+	pl := &planner{d: d, o: o, plan: &Plan{Project: p.Name}}
+	sel, err := selected(d)
+	if err != nil {
+		return nil, err
+	}
+	pl.plan.Warnings = append(pl.plan.Warnings, p.Warnings...)
+
+	imageSteps, err := pl.images(sel)
+	if err != nil {
+		return nil, err
+	}
+	infra, err := pl.infra()
+	if err != nil {
+		return nil, err
+	}
+	// Nothing but images changes before every image is there: a
+	// missing image stops the whole plan with nothing changed.
+	infra = append(infra, imageSteps...)
+	for i := range pl.plan.Steps {
+		if !pl.plan.Steps[i].IsImage() {
+			pl.plan.Steps[i].After = append(pl.plan.Steps[i].After, imageSteps...)
+		}
+	}
+
+	// Services in dependency order, so that a dependency's start steps
+	// exist before its dependents' create steps refer to them.
+	order, err := dependencyOrder(p, sel)
+	if err != nil {
+		return nil, err
+	}
+	started := map[string][]int{} // service -> its start steps in this plan
+	for _, name := range order {
+		svc, _ := p.Service(name)
+		var after []int
+		after = append(after, infra...)
+		deps := make([]string, 0, len(svc.Config.DependsOn))
+		for dep := range svc.Config.DependsOn {
+			deps = append(deps, dep)
+		}
+		sort.Strings(deps)
+		for _, dep := range deps {
+			after = append(after, started[dep]...)
+		}
+		started[name] = pl.service(svc, after)
+	}
+	pl.orphans()
+	return pl.plan, nil
+}
+
+// images plans builds and pulls; an image that cannot be had is an error.
+func (pl *planner) images(sel map[string]bool) ([]int, error) {
+	var ids []int
+	seen := map[string]bool{}
+	p := pl.d.Project
+	for _, svc := range p.Services {
+		if !sel[svc.Name] || pl.replicas(svc) == 0 {
+			continue
+		}
+		ref := compose.ImageName(p.Name, svc.Config)
+		if seen[ref] {
+			continue
+		}
+		seen[ref] = true
+		_, have := pl.o.Images[ref]
+		switch {
+		case svc.Config.Build != nil && (!have || pl.d.Build):
+			cause := "image missing"
+			if have {
+				cause = "--build"
+			}
+			ids = append(ids, pl.add(Step{Action: ActBuildImage, Target: ref, Service: svc.Name, Cause: cause,
+				Build: &BuildSpec{Service: svc.Name, Image: ref, Build: *svc.Config.Build, Dir: p.Dir}}))
+		case have:
+		case svc.Config.PullPolicy == "never":
+			return nil, fmt.Errorf("service %q: image %q is not present in the engine, has no build section, and pull_policy is never", svc.Name, ref)
+		default:
+			ids = append(ids, pl.add(Step{Action: ActPullImage, Target: ref, Service: svc.Name, Image: ref,
+				Cause: fmt.Sprintf("image missing for service %s (it has no build section)", svc.Name)}))
+		}
+	}
+	return ids, nil
+}
+
+// infra plans the project's networks and volumes.
+func (pl *planner) infra() ([]int, error) {
+	var ids []int
+	p := pl.d.Project.Compose
+	haveNet := map[string]bool{}
+	for _, n := range pl.o.Networks {
+		haveNet[n.Name] = true
+	}
+	for _, key := range sortedKeys(p.Networks) {
+		n := p.Networks[key]
+		if bool(n.External) {
+			if !haveNet[n.Name] {
+				return nil, fmt.Errorf("network %q is declared as external, but could not be found; create it with `docker network create %s`", key, n.Name)
+			}
+			continue
+		}
+		if !haveNet[n.Name] {
+			ids = append(ids, pl.add(Step{Action: ActCreateNetwork, Target: n.Name, Cause: "network missing",
+				Network: &NetworkSpec{Name: n.Name, Key: key, Config: n, Labels: netLabels(p.Name, key)}}))
+		}
+	}
+	haveVol := map[string]bool{}
+	for _, v := range pl.o.Volumes {
+		haveVol[v.Name] = true
+	}
+	for _, key := range sortedKeys(p.Volumes) {
+		v := p.Volumes[key]
+		if bool(v.External) {
+			if !haveVol[v.Name] {
+				pl.warn("volume %q is declared as external and was not found; the engine will create it on first use", v.Name)
+			}
+			continue
+		}
+		if !haveVol[v.Name] {
+			ids = append(ids, pl.add(Step{Action: ActCreateVolume, Target: v.Name, Cause: "volume missing",
+				Volume: &VolumeSpec{Name: v.Name, Key: key, Config: v, Labels: volLabels(p.Name, key)}}))
+		}
+	}
+	return ids, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,269 @@
+package reconciler
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/roster-dev/roster/compose"
+	"github.com/roster-dev/roster/naming"
+)
+
+func netLabels(project, key string) map[string]string { return naming.NetworkLabels(project, key) }
+func volLabels(project, key string) map[string]string { return naming.VolumeLabels(project, key) }
+
+func (pl *planner) replicas(svc compose.Service) int {
+	if n, ok := pl.d.Replicas[svc.Name]; ok {
+		return n
+	}
+	return svc.Replicas
+}
+
+// canonicalName is the name slot n's container must have.
+func canonicalName(project string, svc *compose.Service, n int) string {
+	if svc.Config.ContainerName != "" {
+		return svc.Config.ContainerName
+	}
+	return naming.ContainerName(project, svc.Name, n)
+}
+
+// service plans one service's slots and returns its start steps.
+func (pl *planner) service(svc *compose.Service, after []int) []int {
+	project := pl.d.Project.Name
+	bySlot := map[int][]Container{}
+	for _, c := range pl.o.Containers {
+		if c.Service == svc.Name && !c.OneOff {
+			bySlot[c.Slot] = append(bySlot[c.Slot], c)
+		}
+	}
+	var existing []int
+	for n := range bySlot {
+		existing = append(existing, n)
+	}
+	want := pl.replicas(*svc)
+	ch := naming.Slots(existing, want)
+	var starts []int
+
+	image := compose.ImageName(project, svc.Config)
+	imageID := pl.o.Images[image]
+	for n := 1; n <= want; n++ {
+		starts = append(starts, pl.slot(svc, n, bySlot[n], image, imageID, after)...)
+	}
+	for _, n := range ch.Remove {
+		for _, c := range bySlot[n] {
+			pl.removeContainer(c, fmt.Sprintf("scale down to %d replicas", want), nil, false)
+		}
+	}
+	if cs := bySlot[0]; len(cs) > 0 {
+		for _, c := range cs {
+			pl.warn("container %s of service %s has no valid slot label (%s); roster leaves it alone", c.Name, svc.Name, naming.LabelNumber)
+		}
+	}
+	return starts
+}
+
+// slot plans slot n of a service given the containers that carry its
+// label, and returns the start steps it adds.
+func (pl *planner) slot(svc *compose.Service, n int, cs []Container, image, imageID string, after []int) []int {
+	name := canonicalName(pl.d.Project.Name, svc, n)
+	var primary *Container
+	var extras []Container
+	for i := range cs {
+		if cs[i].Name == name && primary == nil {
+			primary = &cs[i]
+		} else {
+			extras = append(extras, cs[i])
+		}
+	}
+	// Newest first, so that an interrupted recreate resumes from the
+	// most recent container of the slot.
+	sort.Slice(extras, func(i, j int) bool { return extras[i].Created.After(extras[j].Created) })
+
+	if primary == nil {
+		var inherit *Container
+		cause := fmt.Sprintf("slot %d missing", n)
+		if len(extras) > 0 {
+			inherit = &extras[0]
+			cause = fmt.Sprintf("slot %d: finishing an interrupted recreate of %s", n, inherit.Name)
+		}
+		var stopOld []int
+		for _, e := range extras {
+			if e.Running() {
+				stopOld = append(stopOld, pl.stop(e, cause, nil))
+			}
+		}
+		start := pl.createAndStart(svc, n, name, image, inherit, cause, append(append([]int{}, after...), stopOld...))
+		for _, e := range extras {
+			pl.add(Step{Action: ActRemoveContainer, Target: e.Name, Service: svc.Name, Slot: n, ContainerID: e.ID,
+				Cause: fmt.Sprintf("slot %d: replaced by %s", n, name), After: []int{start}})
+		}
+		return []int{start}
+	}
+
+	for _, e := range extras {
+		pl.removeContainer(e, fmt.Sprintf("slot %d: leftover of an interrupted recreate (%s holds the slot)", n, name), nil, false)
+	}
+	c := *primary
+	if c.State == "dead" || c.State == "removing" {
+		rm := pl.add(Step{Action: ActRemoveContainer, Target: c.Name, Service: svc.Name, Slot: n, ContainerID: c.ID,
+			Cause: fmt.Sprintf("slot %d: container is %s", n, c.State)})
+		return []int{pl.createAndStart(svc, n, name, image, nil, fmt.Sprintf("slot %d: replacing %s container", n, c.State), append(append([]int{}, after...), rm))}
+	}
+	if drift := pl.drift(svc, c, imageID); drift != "" && !pl.d.NoRecreate {
+		cause := fmt.Sprintf("slot %d: %s", n, drift)
+		var pre []int
+		if c.Running() {
+			pre = append(pre, pl.stop(c, cause, after))
+		}
+		tmp := c.ID
+		if len(tmp) > 12 {
+			tmp = tmp[:12]
+		}
+		ren := pl.add(Step{Action: ActRenameContainer, Target: c.Name, Service: svc.Name, Slot: n, ContainerID: c.ID,
+			NewName: tmp + "_" + name, Cause: cause + " (keep the old container aside until its replacement runs)", After: append(append([]int{}, after...), pre...)})
+		start := pl.createAndStart(svc, n, name, image, &c, cause, []int{ren})
+		pl.add(Step{Action: ActRemoveContainer, Target: tmp + "_" + name, Service: svc.Name, Slot: n, ContainerID: c.ID,
+			Cause: fmt.Sprintf("slot %d: replaced by the new %s", n, name), After: []int{start}})
+		return []int{start}
+	}
+	switch {
+	case c.Running(), c.State == "paused":
+		return nil
+	case c.State == "created" || pl.d.StartStopped:
+		return []int{pl.add(Step{Action: ActStartContainer, Target: c.Name, Service: svc.Name, Slot: n, ContainerID: c.ID,
+			Cause: fmt.Sprintf("slot %d is %s", n, c.State), After: after})}
+	}
+	return nil
+}
+
+// drift says why container c no longer matches its service, or "".
+func (pl *planner) drift(svc *compose.Service, c Container, imageID string) string {
+	switch {
+	case pl.d.ForceRecreate:
+		return "--force-recreate"
+	case c.ConfigHash != svc.Hash:
+		return "config changed"
+	case imageID != "" && c.ImageID != "" && c.ImageID != imageID:
+		return "image changed"
+	}
+	hostname, err := naming.Hostname(svc.HostnameTemplate, pl.d.Project.Name, svc.Name, c.Slot)
+	if err == nil && c.Hostname != "" && c.Hostname != hostname {
+		return "hostname template changed"
+	}
+	return ""
+}
+
+func (pl *planner) stop(c Container, cause string, after []int) int {
+	return pl.add(Step{Action: ActStopContainer, Target: c.Name, Service: c.Service, Slot: c.Slot, ContainerID: c.ID,
+		Cause: cause, After: after, Timeout: pl.stopTimeout(c.Service)})
+}
+
+func (pl *planner) stopTimeout(service string) *time.Duration {
+	if s, ok := pl.d.Project.Service(service); ok && s.Config.StopGracePeriod != nil {
+		d := time.Duration(*s.Config.StopGracePeriod)
+		return &d
+	}
+	return nil
+}
+
+// removeContainer stops (when running) then removes c.
+func (pl *planner) removeContainer(c Container, cause string, after []int, volumes bool) int {
+	if c.Running() {
+		after = []int{pl.stop(c, cause, after)}
+	}
+	return pl.add(Step{Action: ActRemoveContainer, Target: c.Name, Service: c.Service, Slot: c.Slot, ContainerID: c.ID,
+		Cause: cause, After: after, RemoveVolumes: volumes})
+}
+
+// createAndStart adds the create and start steps of slot n; returns the
+// start step.
+func (pl *planner) createAndStart(svc *compose.Service, n int, name, image string, inherit *Container, cause string, after []int) int {
+	p := pl.d.Project
+	hostname, _ := naming.Hostname(svc.HostnameTemplate, p.Name, svc.Name, n) // validated at load
+	labels := naming.ContainerLabels(p.Name, svc.Name, n, hostname, svc.Hash, p.Dir, p.Files)
+	spec := &ContainerSpec{Project: p.Compose, Service: svc.Config, Name: name, Hostname: hostname, Slot: n,
+		Image: image, Labels: labels, DNS: pl.d.DNS}
+	if inherit != nil {
+		spec.Inherit = inherit.ID
+	}
+	cr := pl.add(Step{Action: ActCreateContainer, Target: name, Service: svc.Name, Slot: n, Cause: cause, After: after, Container: spec})
+	return pl.add(Step{Action: ActStartContainer, Target: name, Service: svc.Name, Slot: n, Ref: cr, After: []int{cr},
+		Cause: fmt.Sprintf("slot %d created", n)})
+}
+
+// orphans warns about (or removes) containers of services that are no
+// longer in the compose file.
+func (pl *planner) orphans() {
+	p := pl.d.Project
+	known := map[string]bool{}
+	for _, s := range p.Services {
+		known[s.Name] = true
+	}
+	for name := range p.Compose.DisabledServices {
+		known[name] = true
+	}
+	var names []string
+	for _, c := range pl.o.Containers {
+		if c.OneOff || known[c.Service] || c.Labels[naming.LabelRole] == "agent" {
+			continue
+		}
+		if pl.d.RemoveOrphans {
+			pl.removeContainer(c, fmt.Sprintf("orphan: service %q is not in the compose file (--remove-orphans)", c.Service), nil, false)
+		} else {
+			names = append(names, c.Name)
+		}
+	}
+	if len(names) > 0 {
+		sort.Strings(names)
+		pl.warn("found orphan containers %v for project %s: their services are not in the compose file; run with --remove-orphans to remove them", names, p.Name)
+	}
+}
+
+// dependencyOrder sorts the selected services so that every service comes
+// after what it depends on; a cycle is an error naming the services.
+func dependencyOrder(p *compose.Project, sel map[string]bool) ([]string, error) {
+	var order []string
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(name string, path []string) error
+	visit = func(name string, path []string) error {
+		switch state[name] {
+		case 2:
+			return nil
+		case 1:
+			return fmt.Errorf("dependency cycle: %v", append(path, name))
+		}
+		state[name] = 1
+		svc, ok := p.Service(name)
+		if ok {
+			deps := make([]string, 0, len(svc.Config.DependsOn))
+			for d := range svc.Config.DependsOn {
+				deps = append(deps, d)
+			}
+			sort.Strings(deps)
+			for _, d := range deps {
+				if !sel[d] {
+					continue
+				}
+				if err := visit(d, append(path, name)); err != nil {
+					return err
+				}
+			}
+		}
+		state[name] = 2
+		order = append(order, name)
+		return nil
+	}
+	for _, s := range p.Services {
+		if sel[s.Name] {
+			if err := visit(s.Name, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return order, nil
+}
+
+func imageRef(d Desired, service string) string {
+	s, _ := d.Project.Service(service)
+	return compose.ImageName(d.Project.Name, s.Config)
+}
