@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 )
@@ -25,9 +26,13 @@ type ProjectExt struct {
 
 // DNSExt configures the DNS server.
 type DNSExt struct {
-	TTL  string `json:"ttl,omitempty"`  // positive TTL, default 5s
-	Port int    `json:"port,omitempty"` // host loopback port, default chosen per project
+	TTL     string `json:"ttl,omitempty"`     // positive TTL, e.g. "5s" (the default)
+	Disable bool   `json:"disable,omitempty"` // no DNS server, no resolv.conf in containers
+	ttl     time.Duration
 }
+
+// TTLDuration is the parsed TTL (0: the DNS server's default).
+func (d DNSExt) TTLDuration() time.Duration { return d.ttl }
 
 // ServiceExt is a service's x-roster block.
 type ServiceExt struct {
@@ -44,6 +49,13 @@ func parseProjectExt(cp *types.Project) (ProjectExt, error) {
 	}
 	if e.Zone == "" {
 		e.Zone = cp.Name + ".internal."
+	}
+	if e.DNS.TTL != "" {
+		d, err := time.ParseDuration(e.DNS.TTL)
+		if err != nil || d < time.Second {
+			return e, fmt.Errorf("top-level %s: dns.ttl: %q is not a duration of at least 1s", ExtensionKey, e.DNS.TTL)
+		}
+		e.DNS.ttl = d
 	}
 	if !strings.HasSuffix(e.Zone, ".") {
 		e.Zone += "."

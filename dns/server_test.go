@@ -578,3 +578,19 @@ func BenchmarkHandler(b *testing.B) {
 		}
 	}
 }
+
+func TestAliases(t *testing.T) {
+	tbl := NewTable(zone, 0, []Replica{{Service: "web", Slot: 1, Hostname: "web_1", Ready: true,
+		IPv4: []netip.Addr{netip.MustParseAddr("10.0.0.11")}, Aliases: []string{"demo-web-1", "bad.alias"}}})
+	recs := tbl.Records()
+	for _, want := range []Record{{"demo-web-1.", "A", "10.0.0.11", 5}, {"demo-web-1.demo.internal.", "A", "10.0.0.11", 5}} {
+		if !slices.Contains(recs, want) {
+			t.Errorf("missing %+v", want)
+		}
+	}
+	for _, r := range recs {
+		if strings.HasPrefix(r.Name, "bad") {
+			t.Errorf("invalid label published: %+v", r)
+		}
+	}
+}

@@ -38,6 +38,10 @@ type Replica struct {
 	IPv6     []netip.Addr
 	Ready    bool // running and (no healthcheck or healthy)
 	Ports    []Port
+	// Aliases are further names of this replica (its container name,
+	// network aliases), answered like the hostname, so that containers
+	// whose resolv.conf points here still find what Docker's DNS would.
+	Aliases []string
 }
 
 // Record is one served resource record, for listing (`roster dns`).
@@ -162,7 +166,7 @@ func NewTable(zone string, ttl time.Duration, replicas []Replica) *Table {
 		}
 		services = appendUnique(services, svc)
 		var labels []string
-		for _, l := range []string{r.Hostname, svc + "_" + strconv.Itoa(r.Slot), svc + "-" + strconv.Itoa(r.Slot)} {
+		for _, l := range append([]string{r.Hostname, svc + "_" + strconv.Itoa(r.Slot), svc + "-" + strconv.Itoa(r.Slot)}, r.Aliases...) {
 			if l = strings.ToLower(l); validLabel(l) {
 				labels = appendUnique(labels, l)
 			}

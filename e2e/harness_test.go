@@ -96,7 +96,7 @@ func testMain(m *testing.M) int {
 	// roster itself. A build failure does not stop the harness's own
 	// tests; every test that runs roster fails with it.
 	rosterBin = filepath.Join(tmp, "roster")
-	if out, err := run(context.Background(), moduleRoot, nil, "go", "build", "-o", rosterBin, "./cmd/roster"); err != nil {
+	if out, err := run(context.Background(), moduleRoot, []string{"CGO_ENABLED=0"}, "go", "build", "-o", rosterBin, "./cmd/roster"); err != nil {
 		rosterBuildErr = fmt.Errorf("go build ./cmd/roster: %v\n%s", err, out)
 		rosterBin = ""
 		fmt.Fprintf(os.Stderr, "e2e: WARNING: %v\n", rosterBuildErr)
@@ -105,6 +105,8 @@ func testMain(m *testing.M) int {
 	if err := buildFixture(filepath.Join(tmp, "fixture")); err != nil {
 		return fail("building the fixture image: %v", err)
 	}
+
+	buildDebianImages()
 
 	if err := sweep(); err != nil {
 		return fail("sweeping leftovers of earlier runs: %v", err)
@@ -117,6 +119,57 @@ func testMain(m *testing.M) int {
 		}
 	}
 	return code
+}
+
+// debianImage is the glibc client image: Debian bookworm minbase (getent
+// is in libc-bin), with `command: ["sleep", "infinity"]` in compose files.
+const debianImage = "roster-debian:bookworm"
+
+// debianImages are built by TestMain from Debian packages with
+// scripts/debian-image.sh (tag -> packages), which does nothing when the
+// engine already has the tag built from the same package list. A test
+// that uses one calls needDebianImage.
+var debianImages = map[string][]string{
+	debianImage: nil,
+}
+
+// debianImageErrs says why an image of debianImages could not be built.
+var debianImageErrs = map[string]error{}
+
+// buildDebianImages builds debianImages concurrently (the script locks
+// per tag). A failure does not stop the run: the tests that need the
+// image fail with it.
+func buildDebianImages() {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for tag, pkgs := range debianImages {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+			defer cancel()
+			args := append([]string{filepath.Join(moduleRoot, "scripts", "debian-image.sh"), tag}, pkgs...)
+			out, err := exec.CommandContext(ctx, "bash", args...).CombinedOutput()
+			fmt.Fprintf(os.Stderr, "%s", out)
+			if err != nil {
+				mu.Lock()
+				debianImageErrs[tag] = fmt.Errorf("scripts/debian-image.sh %s: %v\n%s", strings.Join(args[1:], " "), err, out)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// needDebianImage fails the test when TestMain could not build tag.
+func needDebianImage(t testing.TB, tag string) {
+	t.Helper()
+	if err, ok := debianImageErrs[tag]; ok {
+		t.Fatalf("the image %s (built from Debian packages by TestMain) is missing: %v", tag, err)
+	}
+	if _, ok := debianImages[tag]; !ok {
+		t.Fatalf("%s is not in debianImages (harness_test.go)", tag)
+	}
 }
 
 // findModuleRoot walks up from the working directory (the e2e package

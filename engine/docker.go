@@ -110,6 +110,9 @@ func (d *Docker) Observe(ctx context.Context, project string, images []string) (
 			if c.Gateway != "" {
 				on.Gateways = append(on.Gateways, c.Gateway)
 			}
+			if c.Subnet != "" {
+				on.Subnets = append(on.Subnets, c.Subnet)
+			}
 		}
 		obs.Networks = append(obs.Networks, on)
 	}

@@ -365,6 +365,11 @@ var propagations = map[string]bool{"rprivate": true, "private": true, "rshared":
 func volumes(hc *container.HostConfig, spec reconciler.ContainerSpec, inherited map[string]string) error {
 	s := spec.Service
 	used := map[string]bool{}
+	if spec.ResolvConf != "" {
+		// roster's DNS: a resolv.conf written by the operator.
+		hc.Binds = append(hc.Binds, spec.ResolvConf+":/etc/resolv.conf:ro")
+		used["/etc/resolv.conf"] = true
+	}
 	for _, t := range s.Tmpfs {
 		dst, opts, _ := strings.Cut(t, ":")
 		if hc.Tmpfs == nil {

@@ -29,8 +29,19 @@ func MakeDownPlan(p *compose.Project, o *Observed, opt DownOptions) *Plan {
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
 	var removed []int
 	var orphans []string
+	// The agent goes first, so that it cannot repair what down removes.
+	var first []int
+	for _, c := range cs {
+		if c.Labels[naming.LabelRole] == "agent" {
+			first = append(first, pl.removeContainer(c, "down: the project's agent", nil, false))
+		}
+	}
+	removed = append(removed, first...)
 	for _, c := range cs {
 		agent := c.Labels[naming.LabelRole] == "agent"
+		if agent {
+			continue
+		}
 		if !known[c.Service] && !agent && !opt.RemoveOrphans && !c.OneOff {
 			orphans = append(orphans, c.Name)
 			continue
@@ -39,7 +50,7 @@ func MakeDownPlan(p *compose.Project, o *Observed, opt DownOptions) *Plan {
 		if !known[c.Service] && !agent {
 			cause = "down --remove-orphans"
 		}
-		removed = append(removed, pl.removeContainer(c, cause, nil, opt.Volumes))
+		removed = append(removed, pl.removeContainer(c, cause, first, opt.Volumes))
 	}
 	if len(orphans) > 0 {
 		pl.warn("orphan containers %v were left; run with --remove-orphans to remove them", orphans)

@@ -74,10 +74,10 @@ type Container struct {
 
 // PortBinding is one published or exposed port of a container.
 type PortBinding struct {
-	Private  uint16
-	Public   uint16 // 0 when only exposed
-	Type     string // tcp, udp, sctp
-	HostIP   string
+	Private uint16
+	Public  uint16 // 0 when only exposed
+	Type    string // tcp, udp, sctp
+	HostIP  string
 }
 
 // Running reports whether the container is running (or restarting, which
@@ -91,6 +91,7 @@ type Network struct {
 	Labels map[string]string
 	// Gateways are the network's gateway addresses (IPAM config).
 	Gateways []string
+	Subnets  []string // CIDR
 }
 
 // Volume is one observed volume.
@@ -135,9 +136,11 @@ type ContainerSpec struct {
 	// Inherit is the ID of the container this one replaces: its
 	// anonymous volumes are mounted again at the same paths.
 	Inherit string
-	// DNS servers to give the container, prepended to the service's own
-	// (roster's DNS, when it serves this project).
+	// DNS servers to give the container, prepended to the service's own.
 	DNS []string
+	// ResolvConf is a host file bind-mounted read-only at
+	// /etc/resolv.conf: how containers reach roster's DNS (see README).
+	ResolvConf string
 }
 
 // Event is one engine event for a project container.

@@ -11,14 +11,18 @@ import (
 type Reconciler struct {
 	Engine      Engine
 	Log         *slog.Logger
-	Concurrency int              // parallel engine calls; default 8
-	Progress    func(StepEvent)  // optional
+	Concurrency int             // parallel engine calls; default 8
+	Progress    func(StepEvent) // optional
 	// Observed, when set, is called with every complete observation
-	// (after the plan ran, the engine is observed again): the hook for DNS
-	// and templates, which must never see a partial view.
+	// (before planning, and again after a plan ran): the hook for DNS and
+	// templates, which must never see a partial view.
 	Observed func(*Observed)
 	// Resync is the period of the safety-net reconcile in Run; default 30s.
 	Resync time.Duration
+	// Prepare, when set, adjusts the desired model to an observation
+	// before planning (the operator writes resolv.conf files for the
+	// networks' gateways there). It may have side effects; MakePlan has none.
+	Prepare func(ctx context.Context, d Desired, o *Observed) (Desired, error)
 	// Lock, when set, is held around each reconcile in Run, so that two
 	// roster processes never act on a project at the same time.
 	Lock func(ctx context.Context) (unlock func(), err error)
@@ -71,13 +75,18 @@ func (r *Reconciler) Plan(ctx context.Context, d Desired) (*Plan, error) {
 	return MakePlan(d, o)
 }
 
-// Once converges the project one time. Images are built or pulled first;
-// if any cannot be had, nothing else is changed. Then the engine is
-// observed again (a new image may mean drift) and the rest is planned and
-// executed.
+// Once converges the project one time, in two phases. First images,
+// networks and volumes: if an image cannot be had, nothing else is
+// changed. Then the engine is observed again (a new image may mean drift,
+// a new network has its gateway), Prepare adjusts the desired model to it,
+// and the containers are planned and executed. Every complete observation
+// is handed to Observed.
 func (r *Reconciler) Once(ctx context.Context, d Desired) (*Result, error) {
-	o, err := r.Observe(ctx, d)
+	o, err := r.observe(ctx, d)
 	if err != nil {
+		return nil, err
+	}
+	if d, err = r.prepare(ctx, d, o); err != nil {
 		return nil, err
 	}
 	plan, err := MakePlan(d, o)
@@ -85,14 +94,17 @@ func (r *Reconciler) Once(ctx context.Context, d Desired) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Plan: &Plan{Project: plan.Project, Warnings: plan.Warnings}}
-	if img := plan.ImageSteps(); !img.Empty() {
-		r.log().Debug("plan", "project", d.Project.Name, "steps", len(img.Steps), "phase", "images")
-		if err := Execute(ctx, r.Engine, img, r.concurrency(), r.Progress); err != nil {
+	if infra := plan.InfraSteps(); !infra.Empty() {
+		r.log().Debug("plan", "project", d.Project.Name, "phase", "infrastructure", "text", infra.String())
+		if err := Execute(ctx, r.Engine, infra, r.concurrency(), r.Progress); err != nil {
 			return res, fmt.Errorf("%w\nnothing else was changed", err)
 		}
-		res.Plan.Steps = append(res.Plan.Steps, img.Steps...)
+		res.Plan.Steps = append(res.Plan.Steps, infra.Steps...)
 		d.Build = false
-		if o, err = r.Observe(ctx, d); err != nil {
+		if o, err = r.observe(ctx, d); err != nil {
+			return res, err
+		}
+		if d, err = r.prepare(ctx, d, o); err != nil {
 			return res, err
 		}
 		if plan, err = MakePlan(d, o); err != nil {
@@ -103,15 +115,28 @@ func (r *Reconciler) Once(ctx context.Context, d Desired) (*Result, error) {
 		r.log().Debug("plan", "project", d.Project.Name, "steps", len(plan.Steps), "text", plan.String())
 		err = Execute(ctx, r.Engine, plan, r.concurrency(), r.Progress)
 		res.Plan.Steps = append(res.Plan.Steps, plan.Steps...)
-		if o2, oerr := r.Observe(ctx, d); oerr == nil {
+		if o2, oerr := r.observe(ctx, d); oerr == nil {
 			o = o2
 		}
 	}
 	res.Observed = o
-	if r.Observed != nil {
+	return res, err
+}
+
+// observe reads the engine and hands the observation on.
+func (r *Reconciler) observe(ctx context.Context, d Desired) (*Observed, error) {
+	o, err := r.Observe(ctx, d)
+	if err == nil && r.Observed != nil {
 		r.Observed(o)
 	}
-	return res, err
+	return o, err
+}
+
+func (r *Reconciler) prepare(ctx context.Context, d Desired, o *Observed) (Desired, error) {
+	if r.Prepare == nil {
+		return d, nil
+	}
+	return r.Prepare(ctx, d, o)
 }
 
 // Run reconciles until ctx ends: once now, then whenever the engine

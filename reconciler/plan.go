@@ -135,6 +135,19 @@ type Desired struct {
 	StartStopped bool
 	Build        bool     // build images of services with a build section
 	DNS          []string // DNS servers given to new containers
+	// ResolvConf maps a network name to the resolv.conf file that points
+	// the containers whose primary network it is at roster's DNS.
+	ResolvConf map[string]string
+	// Agent, when set, is the project's background operator container.
+	Agent *AgentSpec
+}
+
+// AgentSpec is the background operator: a container of the project made
+// from a synthesized service.
+type AgentSpec struct {
+	Name    string // {project}-roster-agent
+	Image   string
+	Service compose.Service // Config and Hash; Name "roster-agent"
 }
 
 // planner accumulates steps.
@@ -247,7 +260,34 @@ func MakePlan(d Desired, o *Observed) (*Plan, error) {
 		started[name] = pl.service(svc, after)
 	}
 	pl.orphans()
+	pl.agent()
 	return pl.plan, nil
+}
+
+// InfraSteps returns the plan restricted to images, networks and volumes:
+// what must exist before containers can be planned exactly.
+func (p *Plan) InfraSteps() *Plan {
+	out := &Plan{Project: p.Project}
+	keep := map[int]bool{}
+	for _, s := range p.Steps {
+		switch s.Action {
+		case ActBuildImage, ActPullImage, ActCreateNetwork, ActCreateVolume:
+			keep[s.ID] = true
+		}
+	}
+	for _, s := range p.Steps {
+		if keep[s.ID] {
+			var after []int
+			for _, a := range s.After {
+				if keep[a] {
+					after = append(after, a)
+				}
+			}
+			s.After = after
+			out.Steps = append(out.Steps, s)
+		}
+	}
+	return out
 }
 
 // images plans builds and pulls; an image that cannot be had is an error.

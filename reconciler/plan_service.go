@@ -153,6 +153,65 @@ func (pl *planner) drift(svc *compose.Service, c Container, imageID string) stri
 	return ""
 }
 
+// resolvConf is the resolv.conf to mount in the service's containers: the
+// one of its primary network, unless the service manages DNS itself
+// (network_mode, dns, dns_search, dns_opt, or its own /etc/resolv.conf).
+func (pl *planner) resolvConf(svc *compose.Service) string {
+	c := svc.Config
+	if len(pl.d.ResolvConf) == 0 || c.NetworkMode != "" || len(c.DNS) > 0 || len(c.DNSSearch) > 0 || len(c.DNSOpts) > 0 {
+		return ""
+	}
+	for _, v := range c.Volumes {
+		if v.Target == "/etc/resolv.conf" {
+			return ""
+		}
+	}
+	nets := c.NetworksByPriority()
+	if len(nets) == 0 {
+		return ""
+	}
+	n, ok := pl.d.Project.Compose.Networks[nets[0]]
+	if !ok {
+		return ""
+	}
+	return pl.d.ResolvConf[n.Name]
+}
+
+// agent plans the background operator container.
+func (pl *planner) agent() {
+	a := pl.d.Agent
+	if a == nil {
+		return
+	}
+	var cur []Container
+	for _, c := range pl.o.Containers {
+		if c.Labels[naming.LabelRole] == "agent" {
+			cur = append(cur, c)
+		}
+	}
+	create := func(cause string, after []int) {
+		p := pl.d.Project
+		labels := naming.ContainerLabels(p.Name, a.Service.Name, 1, "", a.Service.Hash, p.Dir, p.Files)
+		labels[naming.LabelOneOff] = "True" // not a service replica: compose tools skip it
+		labels[naming.LabelRole] = "agent"
+		spec := &ContainerSpec{Project: p.Compose, Service: a.Service.Config, Name: a.Name, Slot: 1, Image: a.Image, Labels: labels}
+		cr := pl.add(Step{Action: ActCreateContainer, Target: a.Name, Service: a.Service.Name, Slot: 1, Cause: cause, After: after, Container: spec})
+		pl.add(Step{Action: ActStartContainer, Target: a.Name, Service: a.Service.Name, Slot: 1, Ref: cr, After: []int{cr}, Cause: "agent created"})
+	}
+	switch {
+	case len(cur) == 0:
+		create("agent missing", nil)
+	case len(cur) > 1 || cur[0].Name != a.Name || cur[0].ConfigHash != a.Service.Hash:
+		var removed []int
+		for _, c := range cur {
+			removed = append(removed, pl.removeContainer(c, "agent config changed (service containers are not touched)", nil, false))
+		}
+		create("agent config changed", removed)
+	case !cur[0].Running() && cur[0].State != "paused":
+		pl.add(Step{Action: ActStartContainer, Target: a.Name, ContainerID: cur[0].ID, Cause: "agent is " + cur[0].State})
+	}
+}
+
 func (pl *planner) stop(c Container, cause string, after []int) int {
 	return pl.add(Step{Action: ActStopContainer, Target: c.Name, Service: c.Service, Slot: c.Slot, ContainerID: c.ID,
 		Cause: cause, After: after, Timeout: pl.stopTimeout(c.Service)})
@@ -182,7 +241,7 @@ func (pl *planner) createAndStart(svc *compose.Service, n int, name, image strin
 	hostname, _ := naming.Hostname(svc.HostnameTemplate, p.Name, svc.Name, n) // validated at load
 	labels := naming.ContainerLabels(p.Name, svc.Name, n, hostname, svc.Hash, p.Dir, p.Files)
 	spec := &ContainerSpec{Project: p.Compose, Service: svc.Config, Name: name, Hostname: hostname, Slot: n,
-		Image: image, Labels: labels, DNS: pl.d.DNS}
+		Image: image, Labels: labels, DNS: pl.d.DNS, ResolvConf: pl.resolvConf(svc)}
 	if inherit != nil {
 		spec.Inherit = inherit.ID
 	}

@@ -227,7 +227,7 @@ func TestOrphans(t *testing.T) {
 }
 
 func TestMissingImageChangesNothing(t *testing.T) {
-	p := load(t, webYAML + `
+	p := load(t, webYAML+`
   db:
     image: nowhere:1
 `)
@@ -364,5 +364,104 @@ services:
 	}
 	if got := eng.Slots(); !slices.Equal(got, []string{"demo-a-1/a_1/created", "demo-b-1/b_1/running"}) {
 		t.Fatalf("slots = %v", got)
+	}
+}
+
+func agentSpec(hash string) *reconciler.AgentSpec {
+	a := &reconciler.AgentSpec{Name: "demo-roster-agent", Image: "fixture:1"}
+	a.Service.Name = "roster-agent"
+	a.Service.Hash = hash
+	a.Service.Config.Name = "roster-agent"
+	a.Service.Config.NetworkMode = "host"
+	return a
+}
+
+func TestAgentPlanned(t *testing.T) {
+	p := load(t, webYAML)
+	eng := fake.New("fixture:1")
+	d := desired(p, nil)
+	d.Agent = agentSpec("h1")
+	converge(t, eng, d)
+	if got := eng.Slots(); !slices.Contains(got, "demo-roster-agent//running") {
+		t.Fatalf("agent not created: %v", got)
+	}
+	assertConverged(t, eng, d)
+	ids := map[string]string{}
+	for id, c := range eng.Containers {
+		ids[c.Name] = id
+	}
+	// A new agent config recreates the agent and nothing else.
+	d.Agent = agentSpec("h2")
+	res := converge(t, eng, d)
+	for _, s := range res.Plan.Steps {
+		if s.Target != "demo-roster-agent" {
+			t.Fatalf("agent change touched %s:\n%s", s.Target, res.Plan)
+		}
+	}
+	for id, c := range eng.Containers {
+		if c.Service == "web" && ids[c.Name] != id {
+			t.Fatalf("%s changed", c.Name)
+		}
+	}
+	// The agent is never an orphan, and a plan without Agent leaves it.
+	d.Agent = nil
+	d.RemoveOrphans = true
+	assertConverged(t, eng, d)
+}
+
+func TestDownRemovesAgentFirst(t *testing.T) {
+	p := load(t, webYAML)
+	eng := fake.New("fixture:1")
+	d := desired(p, nil)
+	d.Agent = agentSpec("h1")
+	converge(t, eng, d)
+	o, _ := eng.Observe(context.Background(), "demo", nil)
+	plan := reconciler.MakeDownPlan(p, o, reconciler.DownOptions{})
+	var agentRemove int
+	for _, s := range plan.Steps {
+		if s.Target == "demo-roster-agent" && s.Action == reconciler.ActRemoveContainer {
+			agentRemove = s.ID
+		}
+	}
+	for _, s := range plan.Steps {
+		if s.Service == "web" && (s.Action == reconciler.ActStopContainer || s.Action == reconciler.ActRemoveContainer) && len(s.After) == 0 {
+			t.Fatalf("%s %s does not wait for the agent's removal (%d):\n%s", s.Action, s.Target, agentRemove, plan)
+		}
+	}
+	if err := reconciler.Execute(context.Background(), eng, plan, 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(eng.Containers) != 0 || len(eng.Networks) != 0 {
+		t.Fatalf("left: %v %v", eng.Slots(), eng.Networks)
+	}
+}
+
+func TestResolvConfMountedOnPrimaryNetwork(t *testing.T) {
+	p := load(t, webYAML+`
+  own:
+    image: fixture:1
+    dns: [1.1.1.1]
+  host:
+    image: fixture:1
+    network_mode: host
+`)
+	d := desired(p, nil)
+	d.ResolvConf = map[string]string{"demo_default": "/x/resolv.demo_default.conf"}
+	o := &reconciler.Observed{Images: map[string]string{"fixture:1": "sha256:x"}}
+	plan, err := reconciler.MakePlan(d, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range plan.Steps {
+		if s.Action != reconciler.ActCreateContainer {
+			continue
+		}
+		want := ""
+		if s.Service == "web" {
+			want = "/x/resolv.demo_default.conf"
+		}
+		if s.Container.ResolvConf != want {
+			t.Errorf("%s: resolv.conf %q, want %q", s.Target, s.Container.ResolvConf, want)
+		}
 	}
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/roster-dev/roster/compose"
+	"github.com/roster-dev/roster/operator"
 	"github.com/roster-dev/roster/reconciler"
 )
 
@@ -18,27 +20,19 @@ func newDownCmd(g *globals) *cobra.Command {
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			p, err := g.load(ctx)
-			if err != nil {
-				return err
-			}
-			eng, err := connect(ctx)
+			p, eng, o, err := g.observe(ctx, false)
 			if err != nil {
 				return err
 			}
 			defer eng.Close()
 			errw := cmd.ErrOrStderr()
-			o, err := eng.Observe(ctx, p.Name, nil)
-			if err != nil {
-				return fmt.Errorf("observe project %s: %w\nnothing was changed", p.Name, err)
-			}
 			plan := reconciler.MakeDownPlan(p, o, opt)
 			if dryRun {
 				fmt.Fprint(cmd.OutOrStdout(), plan.String())
 				return nil
 			}
 			warnAll(errw, plan.Warnings)
-			unlock, err := lockProject(ctx, p, errw)
+			unlock, err := operator.LockChanges(ctx, p, errw)
 			if err != nil {
 				return err
 			}
@@ -50,6 +44,7 @@ func newDownCmd(g *globals) *cobra.Command {
 				return upError(err)
 			}
 			// A later `up` starts again from the compose file.
+			os.RemoveAll(operator.ResolvConfDir(p))
 			return compose.RemoveState(p)
 		},
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/roster-dev/roster/compose"
+	"github.com/roster-dev/roster/naming"
 	"github.com/roster-dev/roster/reconciler"
 )
 
@@ -28,11 +29,6 @@ type psRow struct {
 	IPs      map[string]string `json:"ips"`
 }
 
-// ready is the contract's readiness: running and (no healthcheck or healthy).
-func ready(c reconciler.Container) bool {
-	return c.State == "running" && (c.Health == "" || c.Health == "healthy")
-}
-
 func psRows(p *compose.Project, o *reconciler.Observed, services []string) []psRow {
 	want := map[string]bool{}
 	for _, s := range services {
@@ -40,7 +36,7 @@ func psRows(p *compose.Project, o *reconciler.Observed, services []string) []psR
 	}
 	rows := []psRow{}
 	for _, c := range o.Containers {
-		if c.OneOff || (len(want) > 0 && !want[c.Service]) {
+		if c.OneOff || c.Labels[naming.LabelRole] == "agent" || (len(want) > 0 && !want[c.Service]) {
 			continue
 		}
 		drift := false
@@ -59,7 +55,7 @@ func psRows(p *compose.Project, o *reconciler.Observed, services []string) []psR
 			ips = map[string]string{}
 		}
 		rows = append(rows, psRow{Service: c.Service, Slot: c.Slot, Name: c.Name, ID: id, Hostname: c.Hostname,
-			State: c.State, Health: c.Health, Ready: ready(c), Drift: drift, IPs: ips})
+			State: c.State, Health: c.Health, Ready: reconciler.Ready(c), Drift: drift, IPs: ips})
 	}
 	sort.Slice(rows, func(i, j int) bool {
 		if rows[i].Service != rows[j].Service {
@@ -83,27 +79,15 @@ func newPsCmd(g *globals) *cobra.Command {
 				return usagef("--format must be table or json (got %q)", format)
 			}
 			ctx := cmd.Context()
-			p, err := g.load(ctx)
-			if err != nil {
-				return err
-			}
-			for _, s := range args {
-				if _, ok := p.Service(s); !ok {
-					return usagef("no such service: %q", s)
-				}
-			}
-			eng, err := connect(ctx)
+			p, eng, o, err := g.observe(ctx, true)
 			if err != nil {
 				return err
 			}
 			defer eng.Close()
-			var images []string
-			for _, s := range p.Services {
-				images = append(images, compose.ImageName(p.Name, s.Config))
-			}
-			o, err := eng.Observe(ctx, p.Name, images)
-			if err != nil {
-				return fmt.Errorf("observe project %s: %w", p.Name, err)
+			for _, s := range args {
+				if _, ok := p.Service(s); !ok {
+					return usagef("no such service: %q", s)
+				}
 			}
 			rows := psRows(p, o, args)
 			out := cmd.OutOrStdout()
@@ -122,7 +106,11 @@ func newPsCmd(g *globals) *cobra.Command {
 				sort.Strings(ips)
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%v\t%v\t%s\n", r.Service, r.Slot, r.Name, r.Hostname, r.State, dash(r.Health), r.Ready, r.Drift, strings.Join(ips, ","))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, dnsSummary(p, o))
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json")

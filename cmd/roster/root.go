@@ -71,6 +71,32 @@ func (g *globals) logger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
 }
 
+// observe loads the project, connects to the engine and observes the
+// project once (with the services' images when images is true). The
+// caller closes the engine.
+func (g *globals) observe(ctx context.Context, images bool) (*compose.Project, *engine.Docker, *reconciler.Observed, error) {
+	p, err := g.load(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	eng, err := connect(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var refs []string
+	if images {
+		for _, s := range p.Services {
+			refs = append(refs, compose.ImageName(p.Name, s.Config))
+		}
+	}
+	o, err := eng.Observe(ctx, p.Name, refs)
+	if err != nil {
+		eng.Close()
+		return nil, nil, nil, fmt.Errorf("observe project %s: %w\nnothing was changed", p.Name, err)
+	}
+	return p, eng, o, nil
+}
+
 // connect opens the engine.
 func connect(ctx context.Context) (*engine.Docker, error) {
 	d, err := engine.New(ctx)
@@ -97,7 +123,7 @@ func newRootCmd() *cobra.Command {
 	f.StringArrayVar(&g.profiles, "profile", nil, "profile to enable (repeatable; default: COMPOSE_PROFILES)")
 	f.StringVar(&g.progress, "progress", "auto", "progress output: auto, tty, plain, quiet")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level of the reconcile loop: debug, info, warn, error")
-	root.AddCommand(newUpCmd(g), newPlanCmd(g), newScaleCmd(g), newDownCmd(g), newPsCmd(g), newConfigCmd(g), newVersionCmd())
+	root.AddCommand(newUpCmd(g), newAgentCmd(g), newDNSCmd(g), newPlanCmd(g), newScaleCmd(g), newDownCmd(g), newPsCmd(g), newConfigCmd(g), newVersionCmd())
 	return root
 }
 

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
@@ -12,14 +16,17 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/roster-dev/roster/compose"
+	"github.com/roster-dev/roster/engine"
+	"github.com/roster-dev/roster/naming"
+	"github.com/roster-dev/roster/operator"
 	"github.com/roster-dev/roster/reconciler"
 )
 
 func goVersion() string { return runtime.Version() }
 
 type upFlags struct {
-	detach, dryRun, build, forceRecreate, noRecreate, removeOrphans bool
-	scale                                                           []string
+	detach, dryRun, build, forceRecreate, noRecreate, removeOrphans, noAgent bool
+	scale                                                                    []string
 }
 
 func newUpCmd(g *globals) *cobra.Command {
@@ -41,6 +48,7 @@ func newUpCmd(g *globals) *cobra.Command {
 	fl.BoolVar(&f.forceRecreate, "force-recreate", false, "recreate containers even if their config is unchanged")
 	fl.BoolVar(&f.noRecreate, "no-recreate", false, "do not recreate containers whose config changed")
 	fl.BoolVar(&f.removeOrphans, "remove-orphans", false, "remove containers of services not in the compose file")
+	fl.BoolVar(&f.noAgent, "no-agent", false, "with -d: converge only, start no background agent (no DNS, no self-repair)")
 	fl.StringArrayVar(&f.scale, "scale", nil, "SERVICE=N: set (and persist, as `roster scale`) the replicas of a service")
 	return cmd
 }
@@ -115,7 +123,8 @@ func runUp(ctx context.Context, g *globals, f upFlags, services []string, cmd *c
 		return err
 	}
 	defer eng.Close()
-	r := &reconciler.Reconciler{Engine: eng, Log: g.logger(errw)}
+	log := g.logger(errw)
+	r := &reconciler.Reconciler{Engine: eng, Log: log, Prepare: operator.Prepare}
 	if f.dryRun {
 		plan, err := r.Plan(ctx, d)
 		if err != nil {
@@ -125,11 +134,29 @@ func runUp(ctx context.Context, g *globals, f upFlags, services []string, cmd *c
 		fmt.Fprint(out, plan.String())
 		return nil
 	}
+	// A foreground loop is an operator: refuse before changing anything
+	// if another one (the agent, another `roster up`) acts on the project.
+	var releaseOperator func()
+	if !f.detach {
+		releaseOperator, err = operator.TryLockOperator(p)
+		if errors.Is(err, operator.ErrLocked) {
+			return fmt.Errorf("another roster operator is running for project %s (the agent %s, or another `roster up`); only one acts at a time\nnothing was changed: use `roster up -d` to apply changes through the agent, or `roster down` first", p.Name, operator.AgentName(p.Name))
+		}
+		if err != nil {
+			return err
+		}
+		defer releaseOperator()
+	}
+	if f.detach && !f.noAgent {
+		if d.Agent, err = agentFor(ctx, g, eng, p, log); err != nil {
+			return err
+		}
+	}
 	warnAll(errw, notes)
 	warnAll(errw, p.Warnings)
 	prog := newProgress(errw, g.progress)
 	r.Progress = prog.event
-	unlock, err := lockProject(ctx, p, errw)
+	unlock, err := operator.LockChanges(ctx, p, errw)
 	if err != nil {
 		return err
 	}
@@ -149,27 +176,66 @@ func runUp(ctx context.Context, g *globals, f upFlags, services []string, cmd *c
 	if f.detach {
 		return nil
 	}
-	r.Lock = func(ctx context.Context) (func(), error) { return lockProject(ctx, p, errw) }
-	return foreground(ctx, g, r, services, f, errw)
+	return runOperator(ctx, g, eng, services, f.removeOrphans, f.noRecreate, log, errw)
 }
 
-// foreground keeps reconciling until ctx ends (Ctrl-C), leaving the
-// containers running. Each reconcile re-reads the compose file and the
-// `roster scale` state, so `roster scale` and file edits are applied; an
-// invalid file is reported and the last good model is kept.
-func foreground(ctx context.Context, g *globals, r *reconciler.Reconciler, services []string, f upFlags, errw interface{ Write([]byte) (int, error) }) error {
-	log := r.Log
-	log.Info("reconciling in the foreground; Ctrl-C stops roster and leaves the containers running")
-	r.Progress = nil
-	last := reconciler.Desired{}
+// agentFor returns the agent to plan for `up -d`, or nil when a foreground
+// operator already serves the project.
+func agentFor(ctx context.Context, g *globals, eng *engine.Docker, p *compose.Project, log *slog.Logger) (*reconciler.AgentSpec, error) {
+	o, err := eng.Observe(ctx, p.Name, nil)
+	if err != nil {
+		return nil, err
+	}
+	agentRunning := false
+	for _, c := range o.Containers {
+		if c.Labels[naming.LabelRole] == "agent" && c.Running() {
+			agentRunning = true
+		}
+	}
+	if !agentRunning && operator.OperatorRunning(p) {
+		log.Info("a foreground `roster up` is the operator of this project; not starting the agent")
+		return nil, nil
+	}
+	image, err := operator.EnsureAgentImage(ctx, eng, p.Name)
+	if err != nil {
+		return nil, fmt.Errorf("%w\nnothing was changed", err)
+	}
+	files := p.Files
+	return operator.AgentSpec(p, image, operator.AgentArgs{Files: files, EnvFiles: absAll(g.envFiles), Profiles: p.Compose.Profiles}, os.Environ())
+}
+
+func absAll(paths []string) []string {
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		if a, err := filepath.Abs(p); err == nil {
+			p = a
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// runOperator keeps reconciling until ctx ends (Ctrl-C), serving DNS,
+// leaving the containers running. Each reconcile re-reads the compose file
+// and the `roster scale` state, so `roster scale` and file edits are
+// applied; an invalid file is reported and the last good model is kept.
+// The caller holds the operator lock.
+func runOperator(ctx context.Context, g *globals, eng *engine.Docker, services []string, removeOrphans, noRecreate bool, log *slog.Logger, errw io.Writer) error {
+	dnsSrv := &operator.DNS{Log: log}
+	dnsSrv.Start(ctx)
+	defer dnsSrv.Close()
+	r := &reconciler.Reconciler{Engine: eng, Log: log, Prepare: operator.Prepare, Observed: dnsSrv.Observed}
+	var last reconciler.Desired
+	r.Lock = func(ctx context.Context) (func(), error) { return operator.LockChanges(ctx, last.Project, errw) }
 	loadDesired := func(ctx context.Context) (reconciler.Desired, error) {
 		p, err := g.load(ctx)
 		if err == nil {
 			var d reconciler.Desired
 			d, _, err = desired(p, services)
 			if err == nil {
-				d.RemoveOrphans, d.ForceRecreate, d.NoRecreate = f.removeOrphans, false, f.noRecreate
+				d.RemoveOrphans, d.NoRecreate = removeOrphans, noRecreate
 				last = d
+				dnsSrv.SetProject(p)
 				return d, nil
 			}
 		}
@@ -179,6 +245,7 @@ func foreground(ctx context.Context, g *globals, r *reconciler.Reconciler, servi
 		log.Error("compose file invalid; keeping the last good model", "err", err)
 		return last, nil
 	}
+	log.Info("reconciling; Ctrl-C stops roster and leaves the containers running")
 	err := r.Run(ctx, loadDesired)
 	log.Info("stopped; containers left running")
 	if errors.Is(err, context.Canceled) {
