@@ -49,5 +49,16 @@ demo: build fixture-image
 demo-down: build
 	$(BIN) -f examples/demo/compose.yaml down -v
 
+# Benchmarks (bench/README.md): roster's DNS vs CoreDNS with dnsperf, and
+# the Go benchmarks. `bench` is the full run and writes docs/benchmarks.md;
+# `bench-quick` is the CI smoke (a few seconds per figure) and writes
+# bin/bench/benchmarks-quick.md so it never dirties the committed results.
+.PHONY: bench-quick
+bench:
+	GO=$(GO) bench/run.sh full docs/benchmarks.md
+
+bench-quick:
+	GO=$(GO) bench/run.sh quick bin/bench/benchmarks-quick.md
+
 clean:
 	rm -rf bin e2e.log

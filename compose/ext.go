@@ -40,7 +40,17 @@ type ServiceExt struct {
 	Hostname string `json:"hostname,omitempty"`
 	// RestartUnhealthy replaces a replica that stays unhealthy.
 	RestartUnhealthy bool `json:"restart_unhealthy,omitempty"`
+	// SlotVolumes are keys of top-level named volumes the service mounts
+	// that each slot gets its own copy of: slot n mounts
+	// "<volume name>-<n>" (like a StatefulSet's volume claim template).
+	// A slot's volume survives scale down and recreate and is reused when
+	// the slot comes back; `roster down -v` removes it.
+	SlotVolumes []string `json:"slot_volumes,omitempty"`
 }
+
+// SlotVolumeName is the volume slot n of a service mounts for a
+// slot_volumes entry whose project volume is named name.
+func SlotVolumeName(name string, n int) string { return fmt.Sprintf("%s-%d", name, n) }
 
 func parseProjectExt(cp *types.Project) (ProjectExt, error) {
 	var e ProjectExt
@@ -63,10 +73,23 @@ func parseProjectExt(cp *types.Project) (ProjectExt, error) {
 	return e, nil
 }
 
-func parseServiceExt(name string, sc types.ServiceConfig) (ServiceExt, error) {
+func parseServiceExt(cp *types.Project, name string, sc types.ServiceConfig) (ServiceExt, error) {
 	var e ServiceExt
 	if err := decodeExt(sc.Extensions, &e); err != nil {
 		return e, fmt.Errorf("service %q: %s: %w", name, ExtensionKey, err)
+	}
+	for _, key := range e.SlotVolumes {
+		v, ok := cp.Volumes[key]
+		if !ok || bool(v.External) {
+			return e, fmt.Errorf("service %q: %s.slot_volumes: %q must be a volume declared in the top-level volumes (not external)", name, ExtensionKey, key)
+		}
+		used := false
+		for _, m := range sc.Volumes {
+			used = used || (m.Type == types.VolumeTypeVolume && m.Source == key)
+		}
+		if !used {
+			return e, fmt.Errorf("service %q: %s.slot_volumes: the service does not mount volume %q", name, ExtensionKey, key)
+		}
 	}
 	return e, nil
 }

@@ -202,7 +202,7 @@ func fromCompose(cp *types.Project) (*Project, error) {
 		if s.Replicas < 0 {
 			return nil, fmt.Errorf("service %q: replicas must not be negative (got %d)", name, s.Replicas)
 		}
-		if s.Ext, err = parseServiceExt(name, sc); err != nil {
+		if s.Ext, err = parseServiceExt(cp, name, sc); err != nil {
 			return nil, err
 		}
 		if s.Ext.Hostname != "" {

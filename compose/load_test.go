@@ -167,3 +167,17 @@ func TestScaleState(t *testing.T) {
 		t.Fatalf("replicas %v notes %v", r, notes)
 	}
 }
+
+func TestSlotVolumesValidated(t *testing.T) {
+	for _, c := range []struct{ yaml, want string }{
+		{"services:\n  mq:\n    image: x\n    x-roster: {slot_volumes: [nope]}\n", `"nope" must be a volume declared`},
+		{"services:\n  mq:\n    image: x\n    x-roster: {slot_volumes: [data]}\nvolumes:\n  data: {}\n", `does not mount volume "data"`},
+	} {
+		dir := t.TempDir()
+		write(t, dir, map[string]string{"compose.yaml": c.yaml})
+		_, err := Load(context.Background(), Options{Files: []string{filepath.Join(dir, "compose.yaml")}})
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), `service "mq": x-roster.slot_volumes`) {
+			t.Errorf("err = %v, want %q", err, c.want)
+		}
+	}
+}

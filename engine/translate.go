@@ -423,6 +423,9 @@ func volumes(hc *container.HostConfig, spec reconciler.ContainerSpec, inherited 
 						m.Source = pv.Name
 					}
 				}
+				if name, ok := spec.SlotVolumes[v.Source]; ok {
+					m.Source = name
+				}
 			} else if name, ok := inherited[path.Clean(v.Target)]; ok {
 				m.Source = name
 			}

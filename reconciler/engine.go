@@ -138,6 +138,9 @@ type ContainerSpec struct {
 	Inherit string
 	// DNS servers to give the container, prepended to the service's own.
 	DNS []string
+	// SlotVolumes maps a compose volume key to this slot's own volume
+	// (x-roster.slot_volumes).
+	SlotVolumes map[string]string
 	// ResolvConf is a host file bind-mounted read-only at
 	// /etc/resolv.conf: how containers reach roster's DNS (see README).
 	ResolvConf string

@@ -47,7 +47,7 @@ func (pl *planner) service(svc *compose.Service, after []int) []int {
 	image := compose.ImageName(project, svc.Config)
 	imageID := pl.o.Images[image]
 	for n := 1; n <= want; n++ {
-		starts = append(starts, pl.slot(svc, n, bySlot[n], image, imageID, after)...)
+		starts = append(starts, pl.slot(svc, n, bySlot[n], image, imageID, append(pl.slotVolumes(svc, n), after...))...)
 	}
 	for _, n := range ch.Remove {
 		for _, c := range bySlot[n] {
@@ -153,6 +153,42 @@ func (pl *planner) drift(svc *compose.Service, c Container, imageID string) stri
 	return ""
 }
 
+// slotVolumes plans the missing per-slot volumes of slot n
+// (x-roster.slot_volumes) and returns their create steps.
+func (pl *planner) slotVolumes(svc *compose.Service, n int) []int {
+	var ids []int
+	have := map[string]bool{}
+	for _, v := range pl.o.Volumes {
+		have[v.Name] = true
+	}
+	for _, key := range svc.Ext.SlotVolumes {
+		vc := pl.d.Project.Compose.Volumes[key]
+		name := compose.SlotVolumeName(vc.Name, n)
+		if have[name] {
+			continue
+		}
+		labels := naming.VolumeLabels(pl.d.Project.Name, key)
+		labels[naming.LabelSlot] = fmt.Sprint(n)
+		labels[naming.LabelService] = svc.Name
+		vc.Name = name
+		ids = append(ids, pl.add(Step{Action: ActCreateVolume, Target: name, Service: svc.Name, Slot: n,
+			Cause: fmt.Sprintf("slot %d's own volume %q missing", n, key), Volume: &VolumeSpec{Name: name, Key: key, Config: vc, Labels: labels}}))
+	}
+	return ids
+}
+
+// slotVolumeNames maps the service's slot_volumes keys to slot n's volumes.
+func slotVolumeNames(p *compose.Project, svc *compose.Service, n int) map[string]string {
+	if len(svc.Ext.SlotVolumes) == 0 {
+		return nil
+	}
+	m := map[string]string{}
+	for _, key := range svc.Ext.SlotVolumes {
+		m[key] = compose.SlotVolumeName(p.Compose.Volumes[key].Name, n)
+	}
+	return m
+}
+
 // resolvConf is the resolv.conf to mount in the service's containers: the
 // one of its primary network, unless the service manages DNS itself
 // (network_mode, dns, dns_search, dns_opt, or its own /etc/resolv.conf).
@@ -241,7 +277,7 @@ func (pl *planner) createAndStart(svc *compose.Service, n int, name, image strin
 	hostname, _ := naming.Hostname(svc.HostnameTemplate, p.Name, svc.Name, n) // validated at load
 	labels := naming.ContainerLabels(p.Name, svc.Name, n, hostname, svc.Hash, p.Dir, p.Files)
 	spec := &ContainerSpec{Project: p.Compose, Service: svc.Config, Name: name, Hostname: hostname, Slot: n,
-		Image: image, Labels: labels, DNS: pl.d.DNS, ResolvConf: pl.resolvConf(svc)}
+		Image: image, Labels: labels, DNS: pl.d.DNS, ResolvConf: pl.resolvConf(svc), SlotVolumes: slotVolumeNames(p, svc, n)}
 	if inherit != nil {
 		spec.Inherit = inherit.ID
 	}

@@ -3,6 +3,7 @@ package reconciler_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,7 +15,7 @@ import (
 	"github.com/roster-dev/roster/reconciler/fake"
 )
 
-func load(t *testing.T, yaml string) *compose.Project {
+func load(t testing.TB, yaml string) *compose.Project {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(yaml), 0o644); err != nil {
@@ -464,4 +465,36 @@ func TestResolvConfMountedOnPrimaryNetwork(t *testing.T) {
 			t.Errorf("%s: resolv.conf %q, want %q", s.Target, s.Container.ResolvConf, want)
 		}
 	}
+}
+
+func TestSlotVolumes(t *testing.T) {
+	p := load(t, `
+services:
+  mq:
+    image: fixture:1
+    deploy: {replicas: 2}
+    volumes: [data:/var/lib/mq]
+    x-roster: {slot_volumes: [data]}
+volumes:
+  data: {}
+`)
+	eng := fake.New("fixture:1")
+	d := desired(p, nil)
+	res := converge(t, eng, d)
+	for _, v := range []string{"demo_data-1", "demo_data-2"} {
+		if _, ok := eng.Volumes[v]; !ok {
+			t.Fatalf("volume %s not created: %v", v, eng.Calls)
+		}
+	}
+	for _, s := range res.Plan.Steps {
+		if s.Action == reconciler.ActCreateContainer && s.Container.SlotVolumes["data"] != fmt.Sprintf("demo_data-%d", s.Slot) {
+			t.Fatalf("%s mounts %v", s.Target, s.Container.SlotVolumes)
+		}
+	}
+	// scale down keeps slot 2's volume for when the slot comes back
+	converge(t, eng, desired(p, map[string]int{"mq": 1}))
+	if _, ok := eng.Volumes["demo_data-2"]; !ok {
+		t.Fatal("scale down removed a slot volume")
+	}
+	assertConverged(t, eng, desired(p, map[string]int{"mq": 1}))
 }

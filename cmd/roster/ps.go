@@ -110,6 +110,7 @@ func newPsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintln(out, dnsSummary(p, o))
+			templateStatus(out, p)
 			return nil
 		},
 	}

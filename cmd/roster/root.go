@@ -123,7 +123,7 @@ func newRootCmd() *cobra.Command {
 	f.StringArrayVar(&g.profiles, "profile", nil, "profile to enable (repeatable; default: COMPOSE_PROFILES)")
 	f.StringVar(&g.progress, "progress", "auto", "progress output: auto, tty, plain, quiet")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level of the reconcile loop: debug, info, warn, error")
-	root.AddCommand(newUpCmd(g), newAgentCmd(g), newDNSCmd(g), newPlanCmd(g), newScaleCmd(g), newDownCmd(g), newPsCmd(g), newConfigCmd(g), newVersionCmd())
+	root.AddCommand(newUpCmd(g), newAgentCmd(g), newDNSCmd(g), newRenderCmd(g), newPlanCmd(g), newScaleCmd(g), newDownCmd(g), newPsCmd(g), newConfigCmd(g), newVersionCmd())
 	return root
 }
 

@@ -224,7 +224,21 @@ func runOperator(ctx context.Context, g *globals, eng *engine.Docker, services [
 	dnsSrv := &operator.DNS{Log: log}
 	dnsSrv.Start(ctx)
 	defer dnsSrv.Close()
-	r := &reconciler.Reconciler{Engine: eng, Log: log, Prepare: operator.Prepare, Observed: dnsSrv.Observed}
+	first, err := g.load(ctx)
+	if err != nil {
+		return err
+	}
+	renderer, err := operator.LoadTemplates(first, eng, log)
+	if err != nil {
+		return fmt.Errorf("%w\nnothing was changed", err)
+	}
+	tpl := operator.NewTemplates(first, renderer, log)
+	go tpl.Run(ctx)
+	observed := func(o *reconciler.Observed) {
+		dnsSrv.Observed(o)
+		tpl.Observed(o)
+	}
+	r := &reconciler.Reconciler{Engine: eng, Log: log, Prepare: operator.Prepare, Observed: observed}
 	var last reconciler.Desired
 	r.Lock = func(ctx context.Context) (func(), error) { return operator.LockChanges(ctx, last.Project, errw) }
 	loadDesired := func(ctx context.Context) (reconciler.Desired, error) {
@@ -236,6 +250,7 @@ func runOperator(ctx context.Context, g *globals, eng *engine.Docker, services [
 				d.RemoveOrphans, d.NoRecreate = removeOrphans, noRecreate
 				last = d
 				dnsSrv.SetProject(p)
+				tpl.SetProject(p)
 				return d, nil
 			}
 		}
@@ -246,7 +261,7 @@ func runOperator(ctx context.Context, g *globals, eng *engine.Docker, services [
 		return last, nil
 	}
 	log.Info("reconciling; Ctrl-C stops roster and leaves the containers running")
-	err := r.Run(ctx, loadDesired)
+	err = r.Run(ctx, loadDesired)
 	log.Info("stopped; containers left running")
 	if errors.Is(err, context.Canceled) {
 		return nil
