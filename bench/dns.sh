@@ -27,4 +27,4 @@ CGO_ENABLED=0 "$GO" build -o bin/bench/dnsserve ./bench/dnsserve
 COREDNS="$(bench/coredns.sh)"
 
 exec bin/bench/dnsbench -roster bin/bench/dnsserve -coredns "$COREDNS" -coredns-version "$COREDNS_VERSION" \
-	-runs "$RUNS" -duration "$DURATION" -rate "$RATE" -clients "$CLIENTS" -n "$NAMES"
+	-runs "$RUNS" -duration "$DURATION" -rate "$RATE" -clients "$CLIENTS" -n "$NAMES" -targets "${TARGETS:-}"

@@ -5,9 +5,12 @@
 #   bench/run.sh full  docs/benchmarks.md             # make bench
 #   bench/run.sh quick bin/bench/benchmarks-quick.md  # make bench-quick (CI smoke)
 #
-# A suite is a script printing one markdown section on stdout (progress on
-# stderr). To add one of issue 7's figures: write bench/<suite>.sh taking
-# quick|full, add it to SUITES below and drop its line from NOT_MEASURED.
+# A suite prints markdown on stdout (progress on stderr) and may append the
+# verdicts of issue 7's targets to $TARGETS (report.AppendTarget). The
+# engine suites (bench/engine.sh: roster vs docker compose v1/v2 on the
+# real engine) run in one go and write one section each. A suite that
+# fails is shown as failed in the report (never an old number) and makes
+# this script exit 1 once the report is written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +23,24 @@ full) GOCOUNT="${GOCOUNT:-5}" ;;
 *) echo "usage: $0 quick|full [OUT]" >&2; exit 2 ;;
 esac
 export COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
+export COMPOSE2_VERSION="${COMPOSE2_VERSION:-v2.40.3}"
+export NGINX_IMAGE="${NGINX_IMAGE:-roster-nginx:bookworm}"
 
 START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+export TARGETS="$WORK/targets.tsv"
+: >"$TARGETS"
+# The engine suites remove their own containers; this sweep is the last
+# resort (an interrupt between two suites, a killed driver).
+cleanup() {
+	if [[ -x bin/bench/composebench ]]; then
+		timeout 300 bin/bench/composebench sweep >&2 || true
+	fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 mkdir -p bin/bench "$(dirname "$OUT")"
 
 step() { echo "== bench: $*" >&2; }
@@ -31,44 +48,84 @@ step() { echo "== bench: $*" >&2; }
 # --- suites ----------------------------------------------------------------
 
 suite_dns() {
-	bench/dns.sh "$MODE"
+	bench/dns.sh "$MODE" >"$WORK/dns.md"
 }
 
 suite_go() {
 	local pkgs
 	pkgs=$("$GO" list ./... | grep -v -e /e2e -e /bench/)
 	"$GO" build -o bin/bench/gobench ./bench/gobench
-	echo "### Go micro-benchmarks"
-	echo
-	echo "\`$GO test -run '^\$' -bench . -benchmem -count $GOCOUNT\` over every package except e2e/ and bench/; median (min–max) of the $GOCOUNT runs."
-	echo
-	# shellcheck disable=SC2086
-	timeout 30m "$GO" test -run '^$' -bench . -benchmem -count "$GOCOUNT" $pkgs 2>&1 | bin/bench/gobench
+	{
+		echo "### Go micro-benchmarks"
+		echo
+		echo "\`$GO test -run '^\$' -bench . -benchmem -count $GOCOUNT\` over every package except e2e/ and bench/; median (min–max) of the $GOCOUNT runs. \`BenchmarkPlan\` is the planner on 1,000 observed containers (reconciler/plan_bench_test.go)."
+		echo
+		# shellcheck disable=SC2086
+		timeout 30m "$GO" test -run '^$' -bench . -benchmem -count "$GOCOUNT" $pkgs 2>&1 | bin/bench/gobench
+	} >"$WORK/go.md"
 }
 
-SUITES=(dns go)
+# roster vs docker compose v1/v2 and the floor, on the real engine.
+ENGINE_SUITES=(up noop recreate repair nginx dnsstart template idle)
+suite_engine() {
+	ENGINE_OUT="$WORK/engine" bench/engine.sh "$MODE" "${ENGINE_SUITES[@]}"
+}
 
-# Figures of issue 7 that no suite measures yet: shown as such, never guessed.
-NOT_MEASURED=(
-	"\`up\` from nothing, 10 and 30 replicas, vs docker compose v1 (Debian) and v2 (pinned, Go module proxy) | wall time"
-	"physical floor: raw \`docker run -d\` of the same containers, sequential and 8 in parallel | wall time"
-	"no-op \`up\` on a converged project, 30 replicas, vs the same | wall time, engine API calls"
-	"config change -> all 30 replicas replaced, vs the same | wall time"
-	"repair after \`docker rm -f\` of one replica (foreground loop or agent); compose: no self-repair | time until running and in DNS"
-	"requests failed through nginx during a config change of 3 web replicas, vs \`docker compose up\` | count"
-	"DNS: container start -> name answered, vs Docker's embedded DNS (from inside a container) | ms"
-	"template: replica change -> file rendered and consumer reloaded (excluding the debounce min) | ms"
-	"agent memory (RSS) and CPU at idle with 100 replicas | MiB, %"
-	"planner: plan for 1,000 observed containers (Go benchmark, reconciler/) | ns/op, allocs"
+SUITES=(dns engine go)
+
+# The sections in report order; a missing one is a suite that failed.
+SECTIONS=(dns engine/up engine/noop engine/recreate engine/repair engine/nginx
+	engine/dnsstart engine/template engine/idle go)
+
+# Issue 7's figures: "figure|unit|section|anchor" (N in an anchor: the
+# section's replica count, smaller in quick mode).
+FIGURES=(
+	"\`up\` from nothing, 10 and 30 replicas, vs docker compose v1 (Debian) and v2 (pinned, Go module proxy)|wall time|engine/up|up-from-nothing-with-the-physical-floor"
+	"physical floor: raw \`docker run -d\` of the same containers, sequential and 8 in parallel|wall time|engine/up|up-from-nothing-with-the-physical-floor"
+	"no-op \`up\` on a converged project, 30 replicas, vs the same|wall time, engine API calls|engine/noop|no-op-up-on-a-converged-project-N-replicas"
+	"config change -> all 30 replicas replaced, vs the same|wall time|engine/recreate|config-change---all-N-replicas-replaced"
+	"repair after \`docker rm -f\` of one replica (agent); compose: no self-repair|time until running and in DNS|engine/repair|repair-after-docker-rm--f-of-one-replica"
+	"requests failed through nginx during a config change of 3 web replicas, vs \`docker compose up\`|count|engine/nginx|requests-failed-through-nginx-during-a-config-change-of-3-web-replicas"
+	"DNS: queries per second and p99 latency, 50 names, \`dnsperf\`, vs CoreDNS \`hosts\` plugin|q/s, µs|dns|dns-roster-vs-coredns-hosts-plugin-50-names"
+	"DNS: container start -> name answered, vs Docker's embedded DNS (from inside a container)|ms|engine/dnsstart|dns-container-start---name-answered"
+	"template: replica change -> file rendered and consumer reloaded (excluding the debounce min)|ms|engine/template|template-replica-change---file-rendered-and-consumer-reloaded"
+	"agent memory (RSS) and CPU at idle with 100 replicas|MiB, %|engine/idle|agent-at-idle-with-N-replicas"
+	"planner: plan for 1,000 observed containers (Go benchmark \`BenchmarkPlan\`, reconciler/)|ns/op, allocs|go|go-micro-benchmarks"
 )
 
 # --- machine ------------------------------------------------------------------
+
+c2version() {
+	local bin="${ROSTER_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/roster-bench}/compose-$COMPOSE2_VERSION/docker-compose-v2"
+	if [[ -x $bin ]]; then
+		echo "$("$bin" version --short 2>/dev/null || echo "$COMPOSE2_VERSION") (built from the Go module proxy by bench/compose2.sh)"
+	else
+		echo "$COMPOSE2_VERSION: not built (see the engine sections)"
+	fi
+}
+
+c1version() {
+	local v pkg
+	v=$(timeout 20 docker-compose version --short 2>/dev/null) || { echo "not installed"; return; }
+	pkg=$(dpkg-query -W -f '${Version}' docker-compose 2>/dev/null || true)
+	echo "$v${pkg:+ (Debian package $pkg)}"
+}
+
+nginxversion() {
+	local hash
+	if ! hash=$(timeout 20 docker image inspect -f '{{index .Config.Labels "dev.roster.debian-image"}}' "$NGINX_IMAGE" 2>/dev/null); then
+		echo "$NGINX_IMAGE: not available"
+		return
+	fi
+	echo "$NGINX_IMAGE${hash:+ (Debian bookworm packages, scripts/debian-image.sh)}"
+}
 
 machine() {
 	local cpu mem docker kernel
 	cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
 	mem=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2/1024/1024}' /proc/meminfo)
-	docker=$(timeout 20 docker version --format '{{.Server.Version}}' 2>/dev/null || echo "unavailable")
+	docker=$(timeout 20 docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}}), cgroup {{.Server.Os}}' 2>/dev/null || echo "unavailable")
+	docker="${docker%, cgroup *}, $(timeout 20 docker info --format 'cgroup v{{.CgroupVersion}} ({{.CgroupDriver}}), storage {{.Driver}}' 2>/dev/null || true)"
 	kernel=$(uname -sr)
 	cat <<EOF
 | | |
@@ -83,17 +140,61 @@ machine() {
 | Go | $("$GO" version | sed 's/^go version //') |
 | dnsperf | $(dnsperf -h 2>&1 | sed -n 's/^Version //p') |
 | CoreDNS | $COREDNS_VERSION (built from the Go module proxy by bench/coredns.sh) |
+| docker-compose v1 | $(c1version) |
+| docker compose v2 | $(c2version) |
+| nginx image | $(nginxversion) |
+| load average (1, 5, 15 min) | at the start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg); other containers running at the end: $(timeout 20 docker ps -q 2>/dev/null | wc -l) (the machine is shared) |
 | roster | $(git describe --tags --always --dirty 2>/dev/null || echo unknown) |
 EOF
 }
 
 # --- run ----------------------------------------------------------------------
 
+FAILED=()
 for s in "${SUITES[@]}"; do
 	step "$s ($MODE)"
-	"suite_$s" >"$WORK/$s.md"
+	if ! "suite_$s"; then
+		FAILED+=("$s")
+		step "$s FAILED"
+	fi
 done
 ELAPSED=$(($(date +%s) - START))
+
+# A section that exists and is not empty was measured in this run.
+have() { [[ -s $WORK/$1.md ]]; }
+n_of() { sed -n '1s/^### .* \([0-9][0-9]*\) replica.*/\1/p' "$WORK/$1.md" 2>/dev/null; }
+
+figures() {
+	local f what unit sec anchor n
+	echo "| figure | unit | status |"
+	echo "|---|---|---|"
+	for f in "${FIGURES[@]}"; do
+		IFS='|' read -r what unit sec anchor <<<"$f"
+		n=$(n_of "$sec")
+		anchor=${anchor//-N-/-$n-}
+		if have "$sec" && grep -q '^Not measured' "$WORK/$sec.md"; then
+			echo "| $what | $unit | $(grep -m1 '^Not measured' "$WORK/$sec.md" | sed 's/[.]$//') |"
+		elif have "$sec"; then
+			echo "| $what | $unit | measured, [below](#$anchor) |"
+		else
+			echo "| $what | $unit | **not measured: its suite failed in this run** |"
+		fi
+	done
+}
+
+targets() {
+	if [[ ! -s $TARGETS ]]; then
+		echo "No target was evaluated in this run (the suites that evaluate them failed)."
+		return
+	fi
+	echo "| target | verdict | measured | why, when not met |"
+	echo "|---|---|---|---|"
+	local name verdict value why
+	while IFS=$'\t' read -r name verdict value why; do
+		if [[ $verdict == met ]]; then verdict="**met**"; else verdict="**not met**"; fi
+		echo "| $name | $verdict | $value | ${why:-} |"
+	done <"$TARGETS"
+}
 
 {
 	cat <<EOF
@@ -101,8 +202,9 @@ ELAPSED=$(($(date +%s) - START))
 
 Generated by \`bench/run.sh $MODE\` (\`make $([[ $MODE == full ]] && echo bench || echo bench-quick)\`);
 do not edit by hand, re-run it. Every number below was measured in this
-run on this machine; figures not measured yet say so. What each figure is and
-how it is measured: [bench/README.md](../bench/README.md).
+run on this machine; a figure that could not be measured says why. What
+each figure is and how it is measured: the text under each table, and
+[bench/README.md](../bench/README.md).
 
 ## Machine
 
@@ -111,40 +213,37 @@ $(machine)
 ## How to reproduce
 
 \`\`\`sh
-sudo apt-get install dnsperf   # Debian package; Go and Docker as for roster
-make bench                     # full: 5 runs x 10 s per DNS figure, Go benchmarks -count 5
-make bench-quick               # CI smoke: 3 runs x 3 s, -count 3, writes bin/bench/benchmarks-quick.md
+sudo apt-get install dnsperf docker-compose   # Debian packages; Go and Docker as for roster
+make bench                     # full: 5 runs per figure (DNS: 5 x 10 s), Go benchmarks -count 5
+make bench-quick               # CI smoke: 2-3 runs, smaller projects, writes bin/bench/benchmarks-quick.md
 \`\`\`
 
-The first run builds CoreDNS $COREDNS_VERSION from the Go module proxy into
-\`\${XDG_CACHE_HOME:-~/.cache}/roster-bench/\` (about 3 minutes on 2 cores).
+The first run builds CoreDNS $COREDNS_VERSION and docker compose $COMPOSE2_VERSION from the
+Go module proxy into \`\${XDG_CACHE_HOME:-~/.cache}/roster-bench/\` (a few
+minutes each on 2 cores) and, when it is missing, the nginx image from
+Debian packages (\`scripts/debian-image.sh roster-nginx:bookworm nginx\`).
 This run took $((ELAPSED / 60)) min $((ELAPSED % 60)) s in total.
 
 ## Issue 7 figures
 
-| figure | unit | status |
-|---|---|---|
-| DNS: queries per second and p99 latency, 50 names, \`dnsperf\`, vs CoreDNS \`hosts\` plugin | q/s, µs | measured, [below](#dns-roster-vs-coredns-hosts-plugin-50-names) |
-| Go micro-benchmarks (dns handler; planner once it has one) | ns/op, allocs | measured, [below](#go-micro-benchmarks) |
+$(figures)
+
+## Targets
+
+$(targets)
+
+## Results
 EOF
-	for f in "${NOT_MEASURED[@]}"; do
-		echo "| $f | not measured yet |"
-	done
-	echo
-	echo "## Results"
-	for s in "${SUITES[@]}"; do
+	for sec in "${SECTIONS[@]}"; do
 		echo
-		cat "$WORK/$s.md"
+		if have "$sec"; then
+			cat "$WORK/$sec.md"
+		else
+			echo "### ${sec#engine/}: not measured, the suite failed in this run"
+			echo
+			echo "See the log of \`bench/run.sh\`. No number is shown rather than an old one."
+		fi
 	done
-	cat <<EOF
-
-## Not measured yet
-
-Each figure of the issue 7 table marked "not measured yet" above has no
-number here on purpose: no suite measures it yet (see bench/README.md,
-"Adding a figure"). Nothing in this file is estimated or copied from
-elsewhere.
-EOF
 	if [[ -s bench/NOTES.md ]]; then
 		echo
 		cat bench/NOTES.md
@@ -153,3 +252,7 @@ EOF
 
 cat "$OUT"
 step "wrote $OUT in ${ELAPSED}s"
+if ((${#FAILED[@]} > 0)); then
+	step "failed suites: ${FAILED[*]}"
+	exit 1
+fi

@@ -19,6 +19,20 @@ import (
 // manifest.
 type State struct {
 	Scale map[string]ScaleOverride `json:"scale,omitempty"`
+	// Paused maps a service to the config hash whose rollout failed
+	// (failure_action pause or rollback): the operator does not retry it;
+	// a new config or an explicit `roster up` does.
+	Paused map[string]string `json:"paused,omitempty"`
+}
+
+// UpdateState reads the state, applies fn and writes it back.
+func UpdateState(p *Project, fn func(*State)) error {
+	st, err := ReadState(p)
+	if err != nil {
+		return err
+	}
+	fn(&st)
+	return WriteState(p, st)
 }
 
 // ScaleOverride is one `roster scale` setting.

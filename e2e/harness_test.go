@@ -131,6 +131,8 @@ const debianImage = "roster-debian:bookworm"
 // that uses one calls needDebianImage.
 var debianImages = map[string][]string{
 	debianImage: nil,
+	// RabbitMQ 3.10 for the cluster scenario (rabbitmq_test.go).
+	rabbitImage: {"rabbitmq-server"},
 }
 
 // debianImageErrs says why an image of debianImages could not be built.
@@ -321,9 +323,13 @@ func removeContainers(ids []string) error {
 			vols = append(vols, v)
 		}
 	}
-	out, err := run(ctx, "", nil, "docker", append([]string{"rm", "-f", "-v"}, ids...)...)
-	if err != nil {
-		return annotate(err, out)
+	// One at a time: Docker 20.10 can deadlock its network code when
+	// several containers leave a network at once (moby/moby#46661), and
+	// `docker rm` with several IDs removes them in parallel.
+	for _, id := range ids {
+		if out, err := run(ctx, "", nil, "docker", "rm", "-f", "-v", id); err != nil {
+			return annotate(err, out)
+		}
 	}
 	if len(vols) > 0 {
 		run(ctx, "", nil, "docker", append([]string{"volume", "rm"}, vols...)...)

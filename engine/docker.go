@@ -416,3 +416,17 @@ func toEvent(m events.Message) reconciler.Event {
 	ev.Slot, _ = naming.ParseSlot(a[naming.LabelNumber])
 	return ev
 }
+
+// HealthLog returns the output of the container's last healthcheck probe
+// ("" without a healthcheck or before the first probe).
+func (d *Docker) HealthLog(ctx context.Context, id string) (string, error) {
+	j, err := d.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("inspect container %s: %w", id, err)
+	}
+	if j.State == nil || j.State.Health == nil || len(j.State.Health.Log) == 0 {
+		return "", nil
+	}
+	last := j.State.Health.Log[len(j.State.Health.Log)-1]
+	return fmt.Sprintf("exit %d: %s", last.ExitCode, strings.TrimSpace(last.Output)), nil
+}

@@ -33,6 +33,9 @@ const (
 	LabelHostname = "dev.roster.hostname" // the slot's hostname
 	LabelSlot     = "dev.roster.slot"     // same as LabelNumber, kept for clarity in `docker ps`
 	LabelRole     = "dev.roster.role"     // "agent" on the background operator
+	// LabelUnhealthyRestarts counts the unhealthy replicas a container
+	// replaced in its slot (x-roster.restart_unhealthy backoff).
+	LabelUnhealthyRestarts = "dev.roster.unhealthy-restarts"
 )
 
 // ContainerLabels are the labels of slot n of a service.

@@ -84,7 +84,7 @@ func (t *Templates) Observed(o *reconciler.Observed) {
 		return
 	}
 	t.mu.Lock()
-	d := reconciler.TemplateData(t.project, o)
+	d := reconciler.TemplateData(t.project, o, DesiredReplicas(t.project))
 	t.mu.Unlock()
 	for {
 		select {
@@ -122,4 +122,12 @@ func (t *Templates) persist(rep render.Report) {
 	if err != nil {
 		t.log.Warn("templates: cannot persist the report", "err", fmt.Errorf("write %s: %w", StatusPath(p), err))
 	}
+}
+
+// DesiredReplicas is the project's desired replicas per service: the
+// compose file's, with the `roster scale` overrides that still apply.
+func DesiredReplicas(p *compose.Project) map[string]int {
+	st, _ := compose.ReadState(p)
+	r, _ := p.Replicas(st)
+	return r
 }

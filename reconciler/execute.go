@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 )
 
 // StepEvent reports progress of one step to the caller (the CLI's progress
@@ -27,18 +28,56 @@ const (
 	StepSkipped // a step it depends on failed, or the context ended
 )
 
-// Execute runs the plan's steps against the engine, at most concurrency at
-// a time, each once its After steps have succeeded. It makes no decision:
-// a failed step skips the steps that depend on it, independent steps go
-// on, and no new step starts once ctx is done. It returns every failure,
-// joined. progress is called from several goroutines.
+// Publisher takes a slot out of (and back into) what the project
+// publishes: DNS answers for the service and the rendered templates, with
+// the consumers reloaded, before Drain returns. The operator implements it.
+type Publisher interface {
+	Drain(ctx context.Context, service string, slot int) error
+	Undrain(ctx context.Context, service string, slot int) error
+}
+
+// Executor runs plans. It makes no decision: a failed step skips the steps
+// that depend on it (After), steps that only wait for completion
+// (AfterDone) go on, independent steps go on, and no new step starts once
+// ctx is done.
+type Executor struct {
+	Engine      Engine
+	Publisher   Publisher // optional: drain and undrain are no-ops without it
+	Project     string    // for the wait steps' observations
+	Concurrency int       // default 8
+	Progress    func(StepEvent)
+	Poll        time.Duration // wait steps' observation period; default 200ms
+
+	// teardown serializes stops and removals: the engine's network code
+	// (libnetwork before Docker 23) can deadlock when several containers
+	// leave a network at once (moby/moby#46661), hanging the whole daemon.
+	teardown sync.Mutex
+}
+
+// Execute runs a plan with an Executor on eng; progress is called from
+// several goroutines.
 func Execute(ctx context.Context, eng Engine, p *Plan, concurrency int, progress func(StepEvent)) error {
+	return (&Executor{Engine: eng, Project: p.Project, Concurrency: concurrency, Progress: progress}).Run(ctx, p)
+}
+
+// Run executes the plan's steps, at most Concurrency at a time, each once
+// its After steps succeeded and its AfterDone steps finished. It returns
+// every failure, joined.
+func (x *Executor) Run(ctx context.Context, p *Plan) error {
+	concurrency := x.Concurrency
 	if concurrency < 1 {
-		concurrency = 1
+		concurrency = 8
 	}
+	progress := x.Progress
 	if progress == nil {
 		progress = func(StepEvent) {}
 	}
+	const (
+		pending = iota
+		running
+		done
+		failed // failed or skipped
+	)
 	n := len(p.Steps)
 	byID := make(map[int]int, n) // step ID -> index
 	for i, s := range p.Steps {
@@ -47,22 +86,25 @@ func Execute(ctx context.Context, eng Engine, p *Plan, concurrency int, progress
 	var (
 		mu      sync.Mutex
 		cond    = sync.NewCond(&mu)
-		state   = make([]int, n) // 0 pending, 1 running, 2 done, 3 failed/skipped
+		state   = make([]int, n)
 		created = map[int]string{}
 		errs    []error
-		running int
+		active  int
 	)
 	ready := func(i int) (ok, blocked bool) {
 		for _, a := range p.Steps[i].After {
-			j, found := byID[a]
-			if !found {
-				continue
+			if j, found := byID[a]; found {
+				switch state[j] {
+				case failed:
+					return false, true
+				case done:
+				default:
+					return false, false
+				}
 			}
-			switch state[j] {
-			case 3:
-				return false, true
-			case 2:
-			default:
+		}
+		for _, a := range p.Steps[i].AfterDone {
+			if j, found := byID[a]; found && (state[j] == pending || state[j] == running) {
 				return false, false
 			}
 		}
@@ -71,24 +113,24 @@ func Execute(ctx context.Context, eng Engine, p *Plan, concurrency int, progress
 	mu.Lock()
 	for {
 		progressed := false
-		pending := 0
+		left := 0
 		for i := range p.Steps {
-			if state[i] != 0 {
+			if state[i] != pending {
 				continue
 			}
-			pending++
+			left++
 			ok, blocked := ready(i)
 			if blocked || ctx.Err() != nil {
-				state[i] = 3
+				state[i] = failed
 				progressed = true
 				progress(StepEvent{Step: p.Steps[i], State: StepSkipped, Err: ctx.Err()})
 				continue
 			}
-			if !ok || running >= concurrency {
+			if !ok || active >= concurrency {
 				continue
 			}
-			state[i] = 1
-			running++
+			state[i] = running
+			active++
 			progressed = true
 			step := p.Steps[i]
 			if step.ContainerID == "" && step.Ref != 0 {
@@ -96,19 +138,19 @@ func Execute(ctx context.Context, eng Engine, p *Plan, concurrency int, progress
 			}
 			go func(i int, step Step) {
 				progress(StepEvent{Step: step, State: StepRunning})
-				id, err := run(ctx, eng, step)
+				id, err := x.run(ctx, step)
 				if err != nil {
 					progress(StepEvent{Step: step, State: StepFailed, Err: err})
 				} else {
 					progress(StepEvent{Step: step, State: StepDone})
 				}
 				mu.Lock()
-				running--
+				active--
 				if err != nil {
-					state[i] = 3
+					state[i] = failed
 					errs = append(errs, err)
 				} else {
-					state[i] = 2
+					state[i] = done
 					if id != "" {
 						created[step.ID] = id
 					}
@@ -117,7 +159,7 @@ func Execute(ctx context.Context, eng Engine, p *Plan, concurrency int, progress
 				mu.Unlock()
 			}(i, step)
 		}
-		if pending == 0 && running == 0 {
+		if left == 0 && active == 0 {
 			break
 		}
 		if !progressed {
@@ -128,8 +170,17 @@ func Execute(ctx context.Context, eng Engine, p *Plan, concurrency int, progress
 	return errors.Join(errs...)
 }
 
-// run makes the one engine call of a step.
-func run(ctx context.Context, eng Engine, s Step) (string, error) {
+// run makes the one call of a step: an engine call, a publisher call, or
+// for the wait steps repeated observations.
+func (x *Executor) run(ctx context.Context, s Step) (string, error) {
+	if s.Delay > 0 {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(s.Delay):
+		}
+	}
+	eng := x.Engine
 	var err error
 	switch s.Action {
 	case ActBuildImage:
@@ -155,11 +206,27 @@ func run(ctx context.Context, eng Engine, s Step) (string, error) {
 	case ActStartContainer:
 		err = eng.StartContainer(ctx, s.ContainerID)
 	case ActStopContainer:
+		x.teardown.Lock()
 		err = eng.StopContainer(ctx, s.ContainerID, s.Timeout)
+		x.teardown.Unlock()
 	case ActRenameContainer:
 		err = eng.RenameContainer(ctx, s.ContainerID, s.NewName)
 	case ActRemoveContainer:
+		x.teardown.Lock()
 		err = eng.RemoveContainer(ctx, s.ContainerID, s.RemoveVolumes)
+		x.teardown.Unlock()
+	case ActDrain:
+		if x.Publisher != nil {
+			err = x.Publisher.Drain(ctx, s.Service, s.Slot)
+		}
+	case ActUndrain:
+		if x.Publisher != nil {
+			err = x.Publisher.Undrain(ctx, s.Service, s.Slot)
+		}
+	case ActWaitReady:
+		err = x.waitReady(ctx, s)
+	case ActWaitService:
+		err = x.waitService(ctx, s)
 	default:
 		err = fmt.Errorf("unknown action %q", s.Action)
 	}
@@ -185,3 +252,27 @@ func (e *StepError) Error() string {
 func (e *StepError) Unwrap() error { return e.Err }
 
 func wrapStep(s Step, err error) error { return &StepError{Step: s, Err: err} }
+
+// FailedSteps returns the steps an Execute error reports as failed.
+func FailedSteps(err error) []Step {
+	var out []Step
+	var walk func(error)
+	walk = func(err error) {
+		if err == nil {
+			return
+		}
+		if se, ok := err.(*StepError); ok {
+			out = append(out, se.Step)
+			return
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		walk(errors.Unwrap(err))
+	}
+	walk(err)
+	return out
+}

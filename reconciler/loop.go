@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -23,6 +24,12 @@ type Reconciler struct {
 	// before planning (the operator writes resolv.conf files for the
 	// networks' gateways there). It may have side effects; MakePlan has none.
 	Prepare func(ctx context.Context, d Desired, o *Observed) (Desired, error)
+	// Publisher drains slots from DNS and templates during rollouts.
+	Publisher Publisher
+	// OnRolloutFailed is told the service and config hash of a rollout
+	// that failed with failure_action pause or rollback (the CLI persists
+	// it as Desired.Paused).
+	OnRolloutFailed func(service, hash string)
 	// Lock, when set, is held around each reconcile in Run, so that two
 	// roster processes never act on a project at the same time.
 	Lock func(ctx context.Context) (unlock func(), err error)
@@ -82,6 +89,9 @@ func (r *Reconciler) Plan(ctx context.Context, d Desired) (*Plan, error) {
 // and the containers are planned and executed. Every complete observation
 // is handed to Observed.
 func (r *Reconciler) Once(ctx context.Context, d Desired) (*Result, error) {
+	if d.Now.IsZero() {
+		d.Now = time.Now()
+	}
 	o, err := r.observe(ctx, d)
 	if err != nil {
 		return nil, err
@@ -113,14 +123,67 @@ func (r *Reconciler) Once(ctx context.Context, d Desired) (*Result, error) {
 	}
 	if !plan.Empty() {
 		r.log().Debug("plan", "project", d.Project.Name, "steps", len(plan.Steps), "text", plan.String())
-		err = Execute(ctx, r.Engine, plan, r.concurrency(), r.Progress)
+		err = r.executor(d).Run(ctx, plan)
 		res.Plan.Steps = append(res.Plan.Steps, plan.Steps...)
+		if err != nil {
+			err = r.rolloutFailed(ctx, d, err, res)
+		}
 		if o2, oerr := r.observe(ctx, d); oerr == nil {
 			o = o2
 		}
 	}
 	res.Observed = o
 	return res, err
+}
+
+func (r *Reconciler) executor(d Desired) *Executor {
+	return &Executor{Engine: r.Engine, Publisher: r.Publisher, Project: d.Project.Name, Concurrency: r.concurrency(), Progress: r.Progress}
+}
+
+// rolloutFailed applies the failure_action of every service whose rollout
+// failed: rollback restores the previous config in every slot (the old
+// containers were kept aside); pause and rollback both record the failed
+// config (OnRolloutFailed) so that the loop does not retry it; continue
+// did its work in the executor already.
+func (r *Reconciler) rolloutFailed(ctx context.Context, d Desired, err error, res *Result) error {
+	seen := map[string]bool{}
+	for _, s := range FailedSteps(err) {
+		if !s.Rollout || seen[s.Service] {
+			continue
+		}
+		seen[s.Service] = true
+		svc, ok := d.Project.Service(s.Service)
+		if !ok {
+			continue
+		}
+		u := updateConfigOf(svc)
+		switch u.failureAction {
+		case "continue":
+			continue
+		case "rollback":
+			o, oerr := r.Observe(ctx, d)
+			if oerr != nil {
+				return errors.Join(err, oerr)
+			}
+			rb, perr := MakeRollbackPlan(d, o, svc.Name)
+			if perr != nil {
+				return errors.Join(err, perr)
+			}
+			r.log().Warn("rollout failed; rolling back", "service", svc.Name, "plan", rb.String())
+			res.Plan.Steps = append(res.Plan.Steps, rb.Steps...)
+			if rerr := r.executor(d).Run(ctx, rb); rerr != nil {
+				err = fmt.Errorf("%w\nrollback of service %s failed too: %w", err, svc.Name, rerr)
+			} else {
+				err = fmt.Errorf("%w\nrollout of service %s failed (failure_action: rollback): the previous config was restored in every slot", err, svc.Name)
+			}
+		default:
+			err = fmt.Errorf("%w\nrollout of service %s failed and is paused (failure_action: pause): the remaining slots keep the previous config", err, svc.Name)
+		}
+		if r.OnRolloutFailed != nil {
+			r.OnRolloutFailed(svc.Name, svc.Hash)
+		}
+	}
+	return err
 }
 
 // observe reads the engine and hands the observation on.

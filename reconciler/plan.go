@@ -29,6 +29,12 @@ const (
 	ActRemoveContainer Action = "remove container"
 	ActRemoveNetwork   Action = "remove network"
 	ActRemoveVolume    Action = "remove volume"
+	// Not engine writes: the publisher's drain and undrain, and waits that
+	// observe the engine until a condition holds.
+	ActDrain       Action = "drain"
+	ActUndrain     Action = "undrain"
+	ActWaitReady   Action = "wait ready"
+	ActWaitService Action = "wait for service"
 )
 
 // Step is one engine call with its cause.
@@ -40,6 +46,18 @@ type Step struct {
 	Slot    int
 	Cause   string
 	After   []int // steps that must succeed first
+	// AfterDone are steps that must have finished, whatever their outcome
+	// (failure_action: continue).
+	AfterDone []int
+	// Delay is waited before the call (update_config.delay).
+	Delay time.Duration
+	// Rollout marks the steps of a rolling update of Service.
+	Rollout bool
+	// Condition of a wait-for-service step: service_healthy or
+	// service_completed_successfully; Monitor of a wait-ready step: how
+	// long the container must stay ready.
+	Condition string
+	Monitor   time.Duration
 
 	// Payloads, by action.
 	Network   *NetworkSpec
@@ -69,15 +87,25 @@ func (s Step) Line() string {
 	if s.Action == ActCreateContainer && s.Container != nil {
 		fmt.Fprintf(&b, " (hostname %s)", s.Container.Hostname)
 	}
+	if s.Delay > 0 {
+		fmt.Fprintf(&b, " after a delay of %s", s.Delay)
+	}
 	fmt.Fprintf(&b, ": %s", s.Cause)
 	if len(s.After) > 0 {
-		ids := make([]string, len(s.After))
-		for i, a := range s.After {
-			ids[i] = strconv.Itoa(a)
-		}
-		fmt.Fprintf(&b, " [after %s]", strings.Join(ids, ","))
+		fmt.Fprintf(&b, " [after %s]", joinIDs(s.After))
+	}
+	if len(s.AfterDone) > 0 {
+		fmt.Fprintf(&b, " [after %s finished]", joinIDs(s.AfterDone))
 	}
 	return b.String()
+}
+
+func joinIDs(list []int) string {
+	ids := make([]string, len(list))
+	for i, a := range list {
+		ids[i] = strconv.Itoa(a)
+	}
+	return strings.Join(ids, ",")
 }
 
 // Plan is an ordered list of steps.
@@ -140,6 +168,14 @@ type Desired struct {
 	ResolvConf map[string]string
 	// Agent, when set, is the project's background operator container.
 	Agent *AgentSpec
+	// Paused maps a service to the config hash whose rollout failed: no
+	// further slot is rolled to it (and old containers kept aside are
+	// left) until the config changes or the user runs `up` again.
+	Paused map[string]string
+	// WaitTimeout bounds each wait step (default 5 minutes).
+	WaitTimeout time.Duration
+	// Now is the planning time (restart_unhealthy backoff); Once sets it.
+	Now time.Time
 }
 
 // AgentSpec is the background operator: a container of the project made
@@ -152,9 +188,11 @@ type AgentSpec struct {
 
 // planner accumulates steps.
 type planner struct {
-	d    Desired
-	o    *Observed
-	plan *Plan
+	d       Desired
+	o       *Observed
+	plan    *Plan
+	drifted []rollSlot       // the current service's slots to roll
+	rolled  map[string][]int // service -> the last steps of its rollout
 }
 
 func (pl *planner) add(s Step) int {
@@ -191,7 +229,10 @@ func selected(d Desired) (map[string]bool, error) {
 			return fmt.Errorf("no such service: %q (services: %s)", name, strings.Join(p.ServiceNames(), ", "))
 		}
 		out[name] = true
-		for dep := range s.Config.DependsOn {
+		for dep, cond := range s.Config.DependsOn {
+			if _, ok := p.Service(dep); !ok && !cond.Required {
+				continue // required: false
+			}
 			if err := visit(dep, name); err != nil {
 				return err
 			}
@@ -254,14 +295,82 @@ func MakePlan(d Desired, o *Observed) (*Plan, error) {
 			deps = append(deps, dep)
 		}
 		sort.Strings(deps)
+		var restartAfter []int
 		for _, dep := range deps {
+			cond := svc.Config.DependsOn[dep]
+			if _, selectedDep := sel[dep]; !selectedDep {
+				continue
+			}
 			after = append(after, started[dep]...)
+			if w := pl.waitFor(svc.Name, dep, cond.Condition, started[dep]); w != 0 {
+				after = append(after, w)
+			}
+			if cond.Restart {
+				restartAfter = append(restartAfter, pl.rolled[dep]...)
+			}
 		}
 		started[name] = pl.service(svc, after)
+		if len(restartAfter) > 0 {
+			pl.restartDependents(svc, restartAfter)
+		}
 	}
 	pl.orphans()
 	pl.agent()
 	return pl.plan, nil
+}
+
+// waitFor adds, when needed, a step that waits until service dep meets a
+// depends_on condition of service name: when dep has steps in this plan or
+// does not meet it in the observation. Returns the step, or 0.
+func (pl *planner) waitFor(name, dep, condition string, depSteps []int) int {
+	if condition != "service_healthy" && condition != "service_completed_successfully" {
+		return 0
+	}
+	if len(depSteps) == 0 && pl.observedMeets(dep, condition) {
+		return 0
+	}
+	verb := map[string]string{"service_healthy": "healthy", "service_completed_successfully": "completed successfully"}[condition]
+	return pl.add(Step{Action: ActWaitService, Target: dep, Service: name, Condition: condition, After: depSteps,
+		Timeout: pl.waitTimeout(), Cause: fmt.Sprintf("service %s depends on %s being %s", name, dep, verb)})
+}
+
+// observedMeets reports whether every observed replica of dep meets the
+// condition already.
+func (pl *planner) observedMeets(dep, condition string) bool {
+	n := 0
+	for _, c := range pl.o.Containers {
+		if c.Service != dep || c.OneOff || c.Slot < 1 {
+			continue
+		}
+		n++
+		switch condition {
+		case "service_healthy":
+			if !c.Running() || c.Health != "healthy" {
+				return false
+			}
+		case "service_completed_successfully":
+			if c.State != "exited" || c.ExitCode != 0 {
+				return false
+			}
+		}
+	}
+	return n > 0
+}
+
+// restartDependents restarts the running containers of svc after a
+// dependency with `restart: true` was rolled out.
+func (pl *planner) restartDependents(svc *compose.Service, after []int) {
+	if len(pl.rolled[svc.Name]) > 0 {
+		return // its own containers are being replaced anyway
+	}
+	for _, c := range pl.o.Containers {
+		if c.Service != svc.Name || c.OneOff || !c.Running() {
+			continue
+		}
+		cause := fmt.Sprintf("a dependency of %s was updated (depends_on restart: true)", svc.Name)
+		st := pl.stop(c, cause, after)
+		pl.add(Step{Action: ActStartContainer, Target: c.Name, Service: c.Service, Slot: c.Slot, ContainerID: c.ID, After: []int{st}, Cause: cause})
+	}
 }
 
 // InfraSteps returns the plan restricted to images, networks and volumes:
@@ -351,6 +460,9 @@ func (pl *planner) infra() ([]int, error) {
 	}
 	for _, key := range sortedKeys(p.Volumes) {
 		v := p.Volumes[key]
+		if pl.onlySlotVolume(key) {
+			continue // each slot gets its own copy instead
+		}
 		if bool(v.External) {
 			if !haveVol[v.Name] {
 				pl.warn("volume %q is declared as external and was not found; the engine will create it on first use", v.Name)
@@ -363,6 +475,30 @@ func (pl *planner) infra() ([]int, error) {
 		}
 	}
 	return ids, nil
+}
+
+// onlySlotVolume reports whether every service that mounts volume key
+// lists it in x-roster.slot_volumes (and at least one does).
+func (pl *planner) onlySlotVolume(key string) bool {
+	slot := false
+	for _, s := range pl.d.Project.Services {
+		mounts := false
+		for _, v := range s.Config.Volumes {
+			mounts = mounts || (v.Type == "volume" && v.Source == key)
+		}
+		if !mounts {
+			continue
+		}
+		listed := false
+		for _, k := range s.Ext.SlotVolumes {
+			listed = listed || k == key
+		}
+		if !listed {
+			return false
+		}
+		slot = true
+	}
+	return slot
 }
 
 func sortedKeys[V any](m map[string]V) []string {

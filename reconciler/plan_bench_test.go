@@ -38,4 +38,3 @@ func BenchmarkPlan(b *testing.B) {
 		}
 	}
 }
-

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/roster-dev/roster/compose"
@@ -46,8 +47,12 @@ func (pl *planner) service(svc *compose.Service, after []int) []int {
 
 	image := compose.ImageName(project, svc.Config)
 	imageID := pl.o.Images[image]
+	pl.drifted = nil
 	for n := 1; n <= want; n++ {
 		starts = append(starts, pl.slot(svc, n, bySlot[n], image, imageID, append(pl.slotVolumes(svc, n), after...))...)
+	}
+	if len(pl.drifted) > 0 {
+		starts = append(starts, pl.rollout(svc, image, pl.drifted, after)...)
 	}
 	for _, n := range ch.Remove {
 		for _, c := range bySlot[n] {
@@ -100,8 +105,10 @@ func (pl *planner) slot(svc *compose.Service, n int, cs []Container, image, imag
 		return []int{start}
 	}
 
-	for _, e := range extras {
-		pl.removeContainer(e, fmt.Sprintf("slot %d: leftover of an interrupted recreate (%s holds the slot)", n, name), nil, false)
+	if !pl.paused(svc) {
+		for _, e := range extras {
+			pl.removeContainer(e, fmt.Sprintf("slot %d: leftover of an interrupted recreate (%s holds the slot)", n, name), nil, false)
+		}
 	}
 	c := *primary
 	if c.State == "dead" || c.State == "removing" {
@@ -109,22 +116,22 @@ func (pl *planner) slot(svc *compose.Service, n int, cs []Container, image, imag
 			Cause: fmt.Sprintf("slot %d: container is %s", n, c.State)})
 		return []int{pl.createAndStart(svc, n, name, image, nil, fmt.Sprintf("slot %d: replacing %s container", n, c.State), append(append([]int{}, after...), rm))}
 	}
+	if svc.Ext.RestartUnhealthy && c.Running() && c.Health == "unhealthy" && !pl.paused(svc) {
+		k, _ := strconv.Atoi(c.Labels[naming.LabelUnhealthyRestarts])
+		if wait := UnhealthyBackoff(k); pl.d.Now.Sub(c.Created) >= wait {
+			pl.drifted = append(pl.drifted, rollSlot{n: n, old: c, name: name, restarts: k + 1,
+				cause: fmt.Sprintf("slot %d: unhealthy (x-roster.restart_unhealthy; replacement %d)", n, k+1)})
+		} else {
+			pl.warn("%s is unhealthy; it is replaced once it is %s old (restart_unhealthy backoff)", c.Name, wait)
+		}
+		return nil
+	}
 	if drift := pl.drift(svc, c, imageID); drift != "" && !pl.d.NoRecreate {
-		cause := fmt.Sprintf("slot %d: %s", n, drift)
-		var pre []int
-		if c.Running() {
-			pre = append(pre, pl.stop(c, cause, after))
+		if pl.paused(svc) {
+			return nil
 		}
-		tmp := c.ID
-		if len(tmp) > 12 {
-			tmp = tmp[:12]
-		}
-		ren := pl.add(Step{Action: ActRenameContainer, Target: c.Name, Service: svc.Name, Slot: n, ContainerID: c.ID,
-			NewName: tmp + "_" + name, Cause: cause + " (keep the old container aside until its replacement runs)", After: append(append([]int{}, after...), pre...)})
-		start := pl.createAndStart(svc, n, name, image, &c, cause, []int{ren})
-		pl.add(Step{Action: ActRemoveContainer, Target: tmp + "_" + name, Service: svc.Name, Slot: n, ContainerID: c.ID,
-			Cause: fmt.Sprintf("slot %d: replaced by the new %s", n, name), After: []int{start}})
-		return []int{start}
+		pl.drifted = append(pl.drifted, rollSlot{n: n, old: c, name: name, cause: fmt.Sprintf("slot %d: %s", n, drift)})
+		return nil
 	}
 	switch {
 	case c.Running(), c.State == "paused":

@@ -110,8 +110,9 @@ func sortedValues(m map[string]string) []string {
 }
 
 // TemplateData converts an observation into the templates' data: every
-// service of the project (also those with no replica), its replicas by slot.
-func TemplateData(p *compose.Project, o *Observed) render.Data {
+// service of the project (also those with no replica), its replicas by
+// slot and its desired replicas (replicas, falling back to the file's).
+func TemplateData(p *compose.Project, o *Observed, replicas map[string]int) render.Data {
 	d := render.Data{Project: p.Name, Zone: p.Roster.Zone}
 	by := map[string][]render.Replica{}
 	for _, c := range Replicas(p, o) {
@@ -126,7 +127,11 @@ func TemplateData(p *compose.Project, o *Observed) render.Data {
 		by[c.Service] = append(by[c.Service], r)
 	}
 	for _, s := range p.Services {
-		d.Services = append(d.Services, render.Service{Name: s.Name, Replicas: by[s.Name]})
+		want, ok := replicas[s.Name]
+		if !ok {
+			want = s.Replicas
+		}
+		d.Services = append(d.Services, render.Service{Name: s.Name, Replicas: by[s.Name], Desired: want})
 	}
 	return d
 }

@@ -23,6 +23,9 @@ type Data struct {
 type Service struct {
 	Name     string
 	Replicas []Replica // sorted by slot
+	// Desired is the desired number of replicas: the slots are 1..Desired
+	// even while one of them is being recreated or repaired.
+	Desired int
 }
 
 // Replica is one container of a service.

@@ -14,6 +14,15 @@ func funcs(d Data) template.FuncMap {
 		"service": d.Service,
 		// replicas "web" -> all replicas of web, by slot
 		"replicas": func(name string) []Replica { return d.Service(name).Replicas },
+		// slots "web" -> 1..the desired replicas of web (the slots that
+		// should exist, whether or not their container exists right now)
+		"slots": func(name string) []int {
+			out := make([]int, d.Service(name).Desired)
+			for i := range out {
+				out[i] = i + 1
+			}
+			return out
+		},
 		// readyReplicas "web" -> the ready replicas of web, by slot
 		"readyReplicas": func(name string) []Replica { return ready(d.Service(name).Replicas) },
 		// ready X -> the ready replicas of X (a Service or a list of replicas)

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/roster-dev/roster/bench/internal/report"
 )
 
 const zone = "bench.internal."
@@ -42,6 +44,7 @@ type config struct {
 	names, runs, clients, rate            int
 	duration, warmup                      time.Duration
 	work                                  string
+	targets                               string
 }
 
 func main() {
@@ -57,6 +60,7 @@ func main() {
 	flag.DurationVar(&c.duration, "duration", 10*time.Second, "length of each run (dnsperf -l)")
 	flag.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured max-throughput run per server before the first round")
 	flag.StringVar(&c.work, "work", "", "scratch directory (default: a temporary one, removed at exit)")
+	flag.StringVar(&c.targets, "targets", "", "append issue 7's DNS target verdict to this file (report.AppendTarget)")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "dnsbench:", err)
@@ -216,7 +220,7 @@ func run(c config) error {
 		res[s.name].rssMiB, res[s.name].hwmMiB, _ = memory(s.cmd.Process.Pid)
 	}
 	fmt.Print(markdown(c, rs, cs, res[rs.name], res[cs.name]))
-	return nil
+	return report.AppendTarget(c.targets, target(res[rs.name], res[cs.name]))
 }
 
 // replicaIP is the address of slot i, as bench/dnsserve serves it.

@@ -164,3 +164,19 @@ func verdict(c config, ro, co *results) string {
 	}
 	return b.String() + "\n"
 }
+
+// target is issue 7's DNS target: throughput at least CoreDNS's.
+func target(ro, co *results) report.Target {
+	t := report.Target{Name: "DNS throughput at least CoreDNS's (`hosts` plugin, 50 names)"}
+	tp := report.Summarize(report.Ratios(ro.qps, co.qps))
+	if tp.N == 0 {
+		t.Value, t.Why = "no comparable runs", "no run of both servers completed"
+		return t
+	}
+	t.Met = tp.Median >= 1
+	t.Value = fmt.Sprintf("%s vs %s queries/s, ratio %.2f", report.Int(report.Summarize(ro.qps).Median), report.Int(report.Summarize(co.qps).Median), tp.Median)
+	if !t.Met {
+		t.Why = "roster answered fewer queries per second than CoreDNS in the median pair (see the DNS section and NOTES)"
+	}
+	return t
+}

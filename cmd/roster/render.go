@@ -36,7 +36,7 @@ func newRenderCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(errw, "no templates: the compose file has no x-roster.templates")
 				return nil
 			}
-			data := reconciler.TemplateData(p, o)
+			data := reconciler.TemplateData(p, o, operator.DesiredReplicas(p))
 			if dryRun {
 				diff, err := r.DryRun(data)
 				if err != nil {

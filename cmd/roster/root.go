@@ -97,6 +97,21 @@ func (g *globals) observe(ctx context.Context, images bool) (*compose.Project, *
 	return p, eng, o, nil
 }
 
+// recordPaused persists a failed rollout (reconciler.OnRolloutFailed).
+func recordPaused(p *compose.Project, log *slog.Logger) func(service, hash string) {
+	return func(service, hash string) {
+		err := compose.UpdateState(p, func(st *compose.State) {
+			if st.Paused == nil {
+				st.Paused = map[string]string{}
+			}
+			st.Paused[service] = hash
+		})
+		if err != nil {
+			log.Error("cannot record the failed rollout", "service", service, "err", err)
+		}
+	}
+}
+
 // connect opens the engine.
 func connect(ctx context.Context) (*engine.Docker, error) {
 	d, err := engine.New(ctx)
@@ -147,7 +162,12 @@ func desired(p *compose.Project, services []string) (reconciler.Desired, []strin
 			return reconciler.Desired{}, nil, usagef("no such service: %q (services: %s)", s, strings.Join(p.ServiceNames(), ", "))
 		}
 	}
-	return reconciler.Desired{Project: p, Replicas: replicas, Services: services}, notes, nil
+	for svc, hash := range st.Paused {
+		if s, ok := p.Service(svc); ok && s.Hash == hash {
+			notes = append(notes, fmt.Sprintf("service %q: the rollout of its current config failed earlier and is paused; `roster up` retries it", svc))
+		}
+	}
+	return reconciler.Desired{Project: p, Replicas: replicas, Services: services, Paused: st.Paused}, notes, nil
 }
 
 func warnAll(w io.Writer, lines []string) {

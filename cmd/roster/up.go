@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -27,6 +28,8 @@ func goVersion() string { return runtime.Version() }
 type upFlags struct {
 	detach, dryRun, build, forceRecreate, noRecreate, removeOrphans, noAgent bool
 	scale                                                                    []string
+	wait                                                                     bool
+	waitTimeout                                                              time.Duration
 }
 
 func newUpCmd(g *globals) *cobra.Command {
@@ -48,6 +51,8 @@ func newUpCmd(g *globals) *cobra.Command {
 	fl.BoolVar(&f.forceRecreate, "force-recreate", false, "recreate containers even if their config is unchanged")
 	fl.BoolVar(&f.noRecreate, "no-recreate", false, "do not recreate containers whose config changed")
 	fl.BoolVar(&f.removeOrphans, "remove-orphans", false, "remove containers of services not in the compose file")
+	fl.BoolVar(&f.wait, "wait", false, "wait until every replica is ready (running and healthy); exit 1 with a report if not")
+	fl.DurationVar(&f.waitTimeout, "wait-timeout", 2*time.Minute, "how long --wait (and each rollout or depends_on wait) waits")
 	fl.BoolVar(&f.noAgent, "no-agent", false, "with -d: converge only, start no background agent (no DNS, no self-repair)")
 	fl.StringArrayVar(&f.scale, "scale", nil, "SERVICE=N: set (and persist, as `roster scale`) the replicas of a service")
 	return cmd
@@ -106,10 +111,17 @@ func runUp(ctx context.Context, g *globals, f upFlags, services []string, cmd *c
 			}
 		}
 	}
+	if !f.dryRun {
+		// An explicit up retries rollouts that failed before.
+		if err := clearPaused(p, services); err != nil {
+			return err
+		}
+	}
 	d, notes, err := desired(p, services)
 	if err != nil {
 		return err
 	}
+	d.WaitTimeout = f.waitTimeout
 	if f.dryRun && len(f.scale) > 0 {
 		want, _ := parseScale(p, f.scale)
 		for k, v := range want {
@@ -124,7 +136,7 @@ func runUp(ctx context.Context, g *globals, f upFlags, services []string, cmd *c
 	}
 	defer eng.Close()
 	log := g.logger(errw)
-	r := &reconciler.Reconciler{Engine: eng, Log: log, Prepare: operator.Prepare}
+	r := &reconciler.Reconciler{Engine: eng, Log: log, Prepare: operator.Prepare, OnRolloutFailed: recordPaused(p, log)}
 	if f.dryRun {
 		plan, err := r.Plan(ctx, d)
 		if err != nil {
@@ -154,6 +166,13 @@ func runUp(ctx context.Context, g *globals, f upFlags, services []string, cmd *c
 	}
 	warnAll(errw, notes)
 	warnAll(errw, p.Warnings)
+	renderer, err := operator.LoadTemplates(p, eng, log)
+	if err != nil {
+		return fmt.Errorf("%w\nnothing was changed", err)
+	}
+	pub := &operator.Publisher{Engine: eng, Renderer: renderer, Log: log}
+	pub.SetProject(p)
+	r.Publisher = pub
 	prog := newProgress(errw, g.progress)
 	r.Progress = prog.event
 	unlock, err := operator.LockChanges(ctx, p, errw)
@@ -172,6 +191,11 @@ func runUp(ctx context.Context, g *globals, f upFlags, services []string, cmd *c
 	}
 	if err != nil {
 		return upError(err)
+	}
+	if f.wait {
+		if err := waitReady(ctx, eng, d, f.waitTimeout, errw); err != nil {
+			return err
+		}
 	}
 	if f.detach {
 		return nil
@@ -234,11 +258,15 @@ func runOperator(ctx context.Context, g *globals, eng *engine.Docker, services [
 	}
 	tpl := operator.NewTemplates(first, renderer, log)
 	go tpl.Run(ctx)
+	pub := &operator.Publisher{Engine: eng, DNS: dnsSrv, Renderer: renderer, Log: log}
+	pub.SetProject(first)
 	observed := func(o *reconciler.Observed) {
+		o = pub.Filter(o)
 		dnsSrv.Observed(o)
 		tpl.Observed(o)
 	}
-	r := &reconciler.Reconciler{Engine: eng, Log: log, Prepare: operator.Prepare, Observed: observed}
+	r := &reconciler.Reconciler{Engine: eng, Log: log, Prepare: operator.Prepare, Observed: observed, Publisher: pub,
+		OnRolloutFailed: recordPaused(first, log)}
 	var last reconciler.Desired
 	r.Lock = func(ctx context.Context) (func(), error) { return operator.LockChanges(ctx, last.Project, errw) }
 	loadDesired := func(ctx context.Context) (reconciler.Desired, error) {
@@ -251,6 +279,7 @@ func runOperator(ctx context.Context, g *globals, eng *engine.Docker, services [
 				last = d
 				dnsSrv.SetProject(p)
 				tpl.SetProject(p)
+				pub.SetProject(p)
 				return d, nil
 			}
 		}
@@ -269,11 +298,29 @@ func runOperator(ctx context.Context, g *globals, eng *engine.Docker, services [
 	return err
 }
 
+// clearPaused forgets failed rollouts of the given services (all when
+// none are given).
+func clearPaused(p *compose.Project, services []string) error {
+	st, err := compose.ReadState(p)
+	if err != nil || len(st.Paused) == 0 {
+		return err
+	}
+	return compose.UpdateState(p, func(st *compose.State) {
+		if len(services) == 0 {
+			st.Paused = nil
+			return
+		}
+		for _, s := range services {
+			delete(st.Paused, s)
+		}
+	})
+}
+
 // upError explains a failed convergence.
 func upError(err error) error {
 	var lines []string
 	var se *reconciler.StepError
-	if errors.As(err, &se) {
+	if errors.As(err, &se) && !strings.Contains(err.Error(), "nothing else was changed") {
 		lines = append(lines, "some steps failed; the others were applied (run `roster ps` to see the state, `roster plan` for what is left)")
 	}
 	if len(lines) == 0 {

@@ -26,9 +26,12 @@ type Engine struct {
 	Fail map[string]error
 	// Crash, when set, is called before each write call; returning an
 	// error stops the call (simulates the process dying mid-plan).
-	Crash  func(call string) error
-	nextID int
-	clock  time.Time
+	Crash func(call string) error
+	// AfterStart, when set, may change a container right after it started
+	// (e.g. make a one-shot job exit).
+	AfterStart func(c *reconciler.Container)
+	nextID     int
+	clock      time.Time
 }
 
 // New returns an empty fake engine that has the given images.
@@ -203,6 +206,9 @@ func (e *Engine) StartContainer(ctx context.Context, id string) error {
 		return err
 	}
 	c.State = "running"
+	if e.AfterStart != nil {
+		e.AfterStart(c)
+	}
 	return nil
 }
 

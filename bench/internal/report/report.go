@@ -8,6 +8,7 @@ package report
 import (
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"strings"
 )
@@ -139,4 +140,36 @@ func (t *Table) String() string {
 		row(r)
 	}
 	return b.String()
+}
+
+// Target is one of issue 7's targets with its verdict, as a line of the
+// report's "Targets" section.
+type Target struct {
+	Name  string // e.g. "no-op `up` under 100 ms at 30 replicas"
+	Met   bool
+	Value string // the measured value, e.g. "28 ms"
+	Why   string // one line; required when not met
+}
+
+// AppendTarget appends t to the tab-separated file path (bench/run.sh
+// collects the file into the report's "Targets" section). An empty path
+// does nothing.
+func AppendTarget(path string, t Target) error {
+	if path == "" {
+		return nil
+	}
+	clean := func(s string) string { return strings.NewReplacer("\t", " ", "\n", " ").Replace(s) }
+	verdict := "not met"
+	if t.Met {
+		verdict = "met"
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "%s\t%s\t%s\t%s\n", clean(t.Name), verdict, clean(t.Value), clean(t.Why))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
