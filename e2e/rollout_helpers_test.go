@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -227,4 +228,76 @@ func hostsOf(m map[string]int) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// createdBetween lists the containers of the project the engine created
+// between since and until ("create" events; the agent's own excluded), as
+// "name" lines. Unlike a list of the containers at one moment, it also
+// sees a container created and removed in between (e.g. a retried rollout
+// that was rolled back again).
+func (p *project) createdBetween(t testing.TB, since, until time.Time) []string {
+	t.Helper()
+	ts := func(x time.Time) string { return fmt.Sprintf("%d.%09d", x.Unix(), x.Nanosecond()) }
+	out := docker(t, "events", "--since", ts(since), "--until", ts(until),
+		"--filter", "type=container", "--filter", "event=create",
+		"--filter", "label="+labelProject+"="+p.Name,
+		"--format", `{{.Actor.Attributes.name}} {{index .Actor.Attributes "`+labelRole+`"}}`)
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		name, role, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if name != "" && role != "agent" {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// noRetry fails the test if, for window after since, the project's
+// containers change (IDs, names, states) or any container is created
+// (even one removed again before the check).
+func (p *project) noRetry(t testing.TB, since time.Time, window time.Duration) {
+	t.Helper()
+	p.steady(t, window, p.replicas(t))
+	if created := p.createdBetween(t, since, time.Now()); len(created) > 0 {
+		t.Errorf("containers were created after the failed rollout returned (the failed config was retried without an explicit roster up): %v\ncontainers now:\n%s",
+			created, describe(p.containers(t)))
+	}
+}
+
+// upstreamWatch records the distinct successive upstream host lists of a
+// rendered file (see upstreamHosts), each as the hosts joined by spaces.
+type upstreamWatch struct {
+	stop, done chan struct{}
+	seen       []string
+	once       sync.Once
+}
+
+// watchUpstreams reads file every `every`, at most max times, until finish.
+func watchUpstreams(file string, every time.Duration, max int) *upstreamWatch {
+	w := &upstreamWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for i := 0; i < max; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			if b, err := os.ReadFile(file); err == nil {
+				l := strings.Join(upstreamHosts(string(b)), " ")
+				if len(w.seen) == 0 || w.seen[len(w.seen)-1] != l {
+					w.seen = append(w.seen, l)
+				}
+			}
+			time.Sleep(every)
+		}
+	}()
+	return w
+}
+
+// finish stops the watch and returns the lists seen, in order.
+func (w *upstreamWatch) finish() []string {
+	w.once.Do(func() { close(w.stop) })
+	<-w.done
+	return w.seen
 }

@@ -183,11 +183,16 @@ func TestRolloutZeroFailedRequestsThroughNginx(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d/hostname", port)
 	loop := startRequestLoop(url, 10*time.Millisecond, 6000, 90*time.Second)
 	t.Cleanup(func() { loop.finish() })
+	// and the upstream lists nginx is given, every 20ms (at most 6000 times)
+	lists := watchUpstreams(filepath.Join(p.Dir, nginxUpstreamFile), 20*time.Millisecond, 6000)
+	t.Cleanup(func() { lists.finish() })
 	time.Sleep(time.Second)
 	p.editCompose(t, "VERSION: one", "VERSION: two")
 	r := p.roster("up", "-d", "--wait", "--wait-timeout", "90s")
 	time.Sleep(time.Second)
 	res := loop.finish()
+	seenLists := lists.finish()
+	t.Logf("upstream lists rendered during the rollout, in order: %q", seenLists)
 	t.Logf("request loop: %d requests in %s, %d OK, %d failed; answers by host: %v",
 		res.Requests, res.Duration.Round(time.Millisecond), res.OK, res.Failed, res.Hosts)
 	if r.Err != nil {
@@ -203,6 +208,18 @@ func TestRolloutZeroFailedRequestsThroughNginx(t *testing.T) {
 	}
 	if got, want := hostsOf(res.Hosts), webHosts(1, 2, 3); !slices.Equal(got, want) {
 		t.Errorf("hosts that answered during the rollout: %v, want %v", got, want)
+	}
+	// each slot left the upstreams while it was replaced (drained)
+	for n := 1; n <= 3; n++ {
+		var others []int
+		for m := 1; m <= 3; m++ {
+			if m != n {
+				others = append(others, m)
+			}
+		}
+		if want := strings.Join(webHosts(others...), " "); !slices.Contains(seenLists, want) {
+			t.Errorf("%s never listed exactly [%s] during the rollout: web_%d was not drained; lists seen: %q", nginxUpstreamFile, want, n, seenLists)
+		}
 	}
 
 	after := p.expectOnlySlots(t, "web", 1, 2, 3)
@@ -234,6 +251,7 @@ func TestRolloutFailingVersionRollsBack(t *testing.T) {
 
 	p.editCompose(t, oldVersion, newVersionNeverHealthy)
 	r := p.roster("up", "-d", "--wait-timeout", "60s")
+	returned := time.Now()
 	if r.Code != 1 {
 		t.Fatalf("a new version that never gets healthy: want exit code 1:\n%s", r)
 	}
@@ -266,7 +284,7 @@ func TestRolloutFailingVersionRollsBack(t *testing.T) {
 	})
 
 	// the agent does not retry the failed config on its own
-	p.steady(t, 5*time.Second, p.replicas(t))
+	p.noRetry(t, returned, 5*time.Second)
 
 	// a fixed config, and an explicit up, rolls out
 	p.editCompose(t, newVersionNeverHealthy, "      VERSION: three\n")
@@ -290,6 +308,7 @@ func TestRolloutPauseKeepsRemainingSlots(t *testing.T) {
 
 	p.editCompose(t, oldVersion, newVersionNeverHealthy)
 	r := p.roster("up", "-d", "--wait-timeout", "60s")
+	returned := time.Now()
 	if r.Code != 1 {
 		t.Fatalf("a new version that never gets healthy: want exit code 1:\n%s", r)
 	}
@@ -339,7 +358,7 @@ func TestRolloutPauseKeepsRemainingSlots(t *testing.T) {
 	}
 
 	// the agent does not retry the failed config on its own
-	p.steady(t, 5*time.Second, p.replicas(t))
+	p.noRetry(t, returned, 5*time.Second)
 }
 
 func TestRolloutOrderShownInDryRun(t *testing.T) {

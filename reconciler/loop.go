@@ -103,7 +103,7 @@ func (r *Reconciler) Once(ctx context.Context, d Desired) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Plan: &Plan{Project: plan.Project, Warnings: plan.Warnings}}
+	res := &Result{Plan: &Plan{Project: plan.Project, Warnings: plan.Warnings, RequeueAfter: plan.RequeueAfter}}
 	if infra := plan.InfraSteps(); !infra.Empty() {
 		r.log().Debug("plan", "project", d.Project.Name, "phase", "infrastructure", "text", infra.String())
 		if err := Execute(ctx, r.Engine, infra, r.concurrency(), r.Progress); err != nil {
@@ -254,7 +254,7 @@ func (r *Reconciler) Run(ctx context.Context, load func(context.Context) (Desire
 			case <-time.After(backoff):
 			}
 		}
-		err := r.loopOnce(ctx, load)
+		requeue, err := r.loopOnce(ctx, load)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -265,7 +265,11 @@ func (r *Reconciler) Run(ctx context.Context, load func(context.Context) (Desire
 		} else {
 			backoff = 0
 		}
-		timer.Reset(resync)
+		next := resync
+		if requeue > 0 && requeue < next {
+			next = requeue // e.g. a restart_unhealthy backoff ends
+		}
+		timer.Reset(next)
 	}
 }
 
@@ -308,22 +312,29 @@ func (r *Reconciler) watch(ctx context.Context, project string, poke func()) {
 	}
 }
 
-func (r *Reconciler) loopOnce(ctx context.Context, load func(context.Context) (Desired, error)) error {
-	d, err := load(ctx)
-	if err != nil {
-		return err
-	}
-	d.StartStopped = false
+func (r *Reconciler) loopOnce(ctx context.Context, load func(context.Context) (Desired, error)) (time.Duration, error) {
+	// Lock first, then read the desired model: a CLI that held the lock
+	// may just have changed the state file (a failed rollout recorded, a
+	// new scale), and planning from a model read before would undo it.
 	if r.Lock != nil {
 		unlock, err := r.Lock(ctx)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		defer unlock()
 	}
-	res, err := r.Once(ctx, d)
-	if res != nil && res.Plan != nil && !res.Plan.Empty() {
-		r.log().Info("reconciled", "project", d.Project.Name, "plan", res.Plan.String())
+	d, err := load(ctx)
+	if err != nil {
+		return 0, err
 	}
-	return err
+	d.StartStopped = false
+	res, err := r.Once(ctx, d)
+	var requeue time.Duration
+	if res != nil && res.Plan != nil {
+		requeue = res.Plan.RequeueAfter
+		if !res.Plan.Empty() {
+			r.log().Info("reconciled", "project", d.Project.Name, "plan", res.Plan.String())
+		}
+	}
+	return requeue, err
 }

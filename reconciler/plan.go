@@ -113,6 +113,9 @@ type Plan struct {
 	Project  string
 	Steps    []Step
 	Warnings []string
+	// RequeueAfter asks the loop to look again this soon even without an
+	// event (a restart_unhealthy backoff that has not run out yet).
+	RequeueAfter time.Duration
 }
 
 // Empty reports whether the plan makes no engine call.

@@ -123,6 +123,10 @@ func (pl *planner) slot(svc *compose.Service, n int, cs []Container, image, imag
 				cause: fmt.Sprintf("slot %d: unhealthy (x-roster.restart_unhealthy; replacement %d)", n, k+1)})
 		} else {
 			pl.warn("%s is unhealthy; it is replaced once it is %s old (restart_unhealthy backoff)", c.Name, wait)
+			left := wait - pl.d.Now.Sub(c.Created) + 100*time.Millisecond
+			if pl.plan.RequeueAfter == 0 || left < pl.plan.RequeueAfter {
+				pl.plan.RequeueAfter = left
+			}
 		}
 		return nil
 	}
