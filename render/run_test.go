@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -67,10 +68,18 @@ type runner struct {
 	cancel  context.CancelFunc
 }
 
-func startRun(t *testing.T, r *Renderer) *runner {
+// startRun starts r.Run. Each after hook runs after every render, in Run's
+// goroutine: no render is in progress then, and Run starts no other one
+// before the hooks return, so the files are as that render left them
+// (between a write and the end of its check, a render has the new bytes
+// in place: a test looking at the target at any other time can see them).
+func startRun(t *testing.T, r *Renderer, after ...func(Data, Report)) *runner {
 	t.Helper()
 	rr := &runner{done: make(chan error, 1), updates: make(chan Data)}
-	r.rendered = func(d Data, _ Report) {
+	r.rendered = func(d Data, rep Report) {
+		for _, fn := range after {
+			fn(d, rep)
+		}
 		rr.mu.Lock()
 		rr.renders = append(rr.renders, d)
 		rr.mu.Unlock()
@@ -182,44 +191,121 @@ func TestRunClosedChannelFlushes(t *testing.T) {
 	}
 }
 
+// outcome is a render seen by an after hook of startRun: its report and
+// the target as the render left it.
+type outcome struct {
+	rep    TemplateReport
+	exists bool
+	target string
+}
+
+// outcomes records the outcome of every render of a one-template renderer.
+type outcomes struct {
+	mu   sync.Mutex
+	list []outcome
+}
+
+func (o *outcomes) after(target string) func(Data, Report) {
+	return func(_ Data, rep Report) {
+		b, err := os.ReadFile(target)
+		o.mu.Lock()
+		o.list = append(o.list, outcome{rep.Templates[0], err == nil, string(b)})
+		o.mu.Unlock()
+	}
+}
+
+func (o *outcomes) get() []outcome {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.list)
+}
+
+// rejected reports whether err is a check that ran and rejected the output
+// (a non-zero exit), as opposed to one that could not run.
+func rejected(err error) bool {
+	var ce *CheckError
+	var ee *exitError
+	return errors.As(err, &ce) && errors.As(err, &ee)
+}
+
+// TestRunRetries looks at the target only from an after hook: with a check
+// that reads the installed file, a render has its new bytes in place until
+// the check ends, and a test that looks in between sees bytes that were not
+// checked (and may then be rejected and removed).
 func TestRunRetries(t *testing.T) {
 	_, ts := setup(t, map[string]string{"up": upstreamTmpl})
 	ts["up"].Wait = Wait{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}
 	ts["up"].Check = &Action{Service: "nginx", Exec: []string{"nginx", "-t"}}
+	target := ts["up"].Target
 	fr := &fakeRunner{err: errors.New("container is restarting")}
 	r := New(list(ts["up"]), fr, quiet())
 	r.retryFirst, r.retryMax = 50*time.Millisecond, 100*time.Millisecond
-	rr := startRun(t, r)
+	var o outcomes
+	rr := startRun(t, r, o.after(target))
 	rr.updates <- webData(2)
-	waitFor(t, "the first render", 10*time.Second, func() bool { return rr.count() >= 1 })
-	if _, err := os.Stat(ts["up"].Target); err == nil {
+	waitFor(t, "the first render", 10*time.Second, func() bool { return len(o.get()) >= 1 })
+	first := o.get()[0]
+	if first.exists {
 		t.Fatal("installed although the check could not run")
 	}
-	// the check can run later: the retry installs the file with no new update
+	if e := first.rep.Err; first.rep.Changed || !first.rep.Checked || !errors.As(e, new(*CheckError)) || rejected(e) {
+		t.Fatalf("first render: %+v, want a check that could not run", first.rep)
+	}
+
+	// the check can run later: a retry installs the file with no new update
 	fr.mu.Lock()
 	fr.err = nil
 	fr.mu.Unlock()
 	waitFor(t, "the retry", 10*time.Second, func() bool {
-		_, err := os.Stat(ts["up"].Target)
-		return err == nil
+		l := o.get()
+		return l[len(l)-1].rep.Err == nil
 	})
+	all := o.get()
+	for _, oc := range all[:len(all)-1] { // renders that began before the check could run
+		if oc.exists || oc.rep.Changed || rejected(oc.rep.Err) {
+			t.Fatalf("a render whose check could not run: %+v, target exists: %v", oc.rep, oc.exists)
+		}
+	}
+	installed := all[len(all)-1]
+	if !installed.rep.Changed || !installed.exists || !strings.Contains(installed.target, "web_2:") {
+		t.Fatalf("the retry did not install webData(2): %+v\n%s", installed.rep, installed.target)
+	}
+	// a render that succeeds schedules no retry: nothing renders until
+	// the next update
 	if err := r.Last().Err(); err != nil {
 		t.Errorf("last report: %v", err)
 	}
 
-	// an output the check rejects is not installed again by the retries
+	// an output the check rejects is not installed, nor checked again by
+	// the retries
 	fr.mu.Lock()
 	fr.codes = map[string]int{"nginx": 1}
 	fr.calls = nil
 	fr.mu.Unlock()
-	good := read(t, ts["up"].Target)
-	rr.updates <- webData(3)
-	waitFor(t, "the rejected render", 10*time.Second, func() bool { return len(fr.Calls()) >= 1 })
-	time.Sleep(500 * time.Millisecond) // several retry periods
-	if n := len(fr.Calls()); n != 1 {
-		t.Errorf("a rejected output was checked %d times: %q", n, fr.Calls())
+	good := read(t, target)
+	if good != installed.target {
+		t.Fatalf("the target changed with no render:\n%s", good)
 	}
-	if read(t, ts["up"].Target) != good {
-		t.Errorf("the last good file was replaced")
+	n := len(o.get())
+	rr.updates <- webData(3)
+	const retries = 3
+	waitFor(t, "the rejected render and its retries", 20*time.Second, func() bool { return len(o.get()) >= n+1+retries })
+	after := o.get()[n:]
+	if oc := after[0]; !oc.rep.Checked || oc.rep.Changed || !rejected(oc.rep.Err) {
+		t.Errorf("the render of webData(3): %+v, want a rejected check", oc.rep)
+	}
+	for i, oc := range after {
+		if !oc.exists || oc.target != good {
+			t.Errorf("render %d after the rejection: the last good file was not kept (exists %v):\n%s", i, oc.exists, oc.target)
+		}
+		if i > 0 && (oc.rep.Checked || oc.rep.Changed || !rejected(oc.rep.Err)) {
+			t.Errorf("retry %d of the rejected output: %+v, want the rejection reported, not checked again", i, oc.rep)
+		}
+	}
+	if calls := fr.Calls(); len(calls) != 1 || calls[0] != "exec id-nginx-1 nginx -t" {
+		t.Errorf("a rejected output was checked %d times over %d renders: %q", len(calls), len(after), calls)
+	}
+	if got := read(t, target); got != good {
+		t.Errorf("the last good file was replaced:\n%s", got)
 	}
 }
