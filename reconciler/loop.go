@@ -18,7 +18,7 @@ type Reconciler struct {
 	// (before planning, and again after a plan ran): the hook for DNS and
 	// templates, which must never see a partial view.
 	Observed func(*Observed)
-	// Resync is the period of the safety-net reconcile in Run; default 30s.
+	// Resync is the period of the safety-net reconcile in Run; default 10s.
 	Resync time.Duration
 	// Prepare, when set, adjusts the desired model to an observation
 	// before planning (the operator writes resolv.conf files for the
@@ -214,7 +214,7 @@ func (r *Reconciler) prepare(ctx context.Context, d Desired, o *Observed) (Desir
 func (r *Reconciler) Run(ctx context.Context, load func(context.Context) (Desired, error)) error {
 	resync := r.Resync
 	if resync <= 0 {
-		resync = 30 * time.Second
+		resync = 10 * time.Second
 	}
 	log := r.log()
 	kick := make(chan struct{}, 1)
