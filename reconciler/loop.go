@@ -190,6 +190,13 @@ func (r *Reconciler) rolloutFailed(ctx context.Context, d Desired, err error, re
 func (r *Reconciler) observe(ctx context.Context, d Desired) (*Observed, error) {
 	o, err := r.Observe(ctx, d)
 	if err == nil && r.Observed != nil {
+		if r.log().Enabled(ctx, slog.LevelDebug) {
+			states := make([]string, 0, len(o.Containers))
+			for _, c := range o.Containers {
+				states = append(states, c.Name+"="+c.State+healthSuffix(c.Health))
+			}
+			r.log().Debug("observed", "containers", states)
+		}
 		r.Observed(o)
 	}
 	return o, err
@@ -233,11 +240,17 @@ func (r *Reconciler) Run(ctx context.Context, load func(context.Context) (Desire
 	backoff := time.Duration(0)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	// After an event, look again a few times shortly after: the engine's
+	// container list can lag its own events (a "die" arrives while the list
+	// still says running, until the network teardown is done).
+	followUps := []time.Duration{150 * time.Millisecond, 500 * time.Millisecond, 1500 * time.Millisecond}
+	follow := len(followUps)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-kick:
+			follow = 0
 			// Debounce: let a burst of events (a container dying
 			// emits kill, die, stop...) settle.
 			select {
@@ -268,6 +281,10 @@ func (r *Reconciler) Run(ctx context.Context, load func(context.Context) (Desire
 		next := resync
 		if requeue > 0 && requeue < next {
 			next = requeue // e.g. a restart_unhealthy backoff ends
+		}
+		if follow < len(followUps) {
+			next = min(next, followUps[follow])
+			follow++
 		}
 		timer.Reset(next)
 	}
