@@ -217,7 +217,8 @@ func (r *Reconciler) prepare(ctx context.Context, d Desired, o *Observed) (Desir
 //
 // load is called before every reconcile, so the desired model follows the
 // compose file and `roster scale`. The loop never starts stopped
-// containers: it leaves those to the engine's restart policy and the user.
+// containers (the engine's restart policy and the user decide) and never
+// recreates for a config change (`roster up` rolls those out).
 func (r *Reconciler) Run(ctx context.Context, load func(context.Context) (Desired, error)) error {
 	resync := r.Resync
 	if resync <= 0 {
@@ -345,6 +346,11 @@ func (r *Reconciler) loopOnce(ctx context.Context, load func(context.Context) (D
 		return 0, err
 	}
 	d.StartStopped = false
+	// The loop repairs, scales and follows health; it does not roll out a
+	// config change on its own (an edited compose file is applied by
+	// `roster up`, which can report, pause or roll back). Otherwise an
+	// agent would race the user's `up` over a half-edited file.
+	d.NoRecreate, d.ForceRecreate = true, false
 	res, err := r.Once(ctx, d)
 	var requeue time.Duration
 	if res != nil && res.Plan != nil {
