@@ -51,7 +51,7 @@ demo-down: build
 
 # Benchmarks (bench/README.md): roster's DNS vs CoreDNS with dnsperf, and
 # the Go benchmarks. `bench` is the full run and writes docs/benchmarks.md;
-# `bench-quick` is the CI smoke (a few seconds per figure) and writes
+# `bench-quick` is the CI smoke (about 5 minutes, small sizes) and writes
 # bin/bench/benchmarks-quick.md so it never dirties the committed results.
 .PHONY: bench-quick
 bench:

@@ -27,13 +27,17 @@ export COMPOSE2_VERSION="${COMPOSE2_VERSION:-v2.40.3}"
 export NGINX_IMAGE="${NGINX_IMAGE:-roster-nginx:bookworm}"
 
 START=$(date +%s)
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 WORK="$(mktemp -d)"
 export TARGETS="$WORK/targets.tsv"
 : >"$TARGETS"
+# The machine is shared: the 1-minute load average every 10 s during the
+# run (bounded: at most 6 hours), summarized in the report.
+(for _ in $(seq 1 2160); do cut -d' ' -f1 /proc/loadavg; sleep 10; done) >"$WORK/load.txt" 2>/dev/null &
+LOAD_PID=$!
 # The engine suites remove their own containers; this sweep is the last
 # resort (an interrupt between two suites, a killed driver).
 cleanup() {
+	kill "$LOAD_PID" 2>/dev/null || true
 	if [[ -x bin/bench/composebench ]]; then
 		timeout 300 bin/bench/composebench sweep >&2 || true
 	fi
@@ -120,6 +124,27 @@ nginxversion() {
 	echo "$NGINX_IMAGE${hash:+ (Debian bookworm packages, scripts/debian-image.sh)}"
 }
 
+# "median M (min–max) over N samples" of the 1-minute load average.
+load_summary() {
+	sort -g "$WORK/load.txt" | awk -v cores="$(nproc)" '
+		{ v[NR] = $1 }
+		END {
+			if (NR == 0) { print "not sampled"; exit }
+			m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+			printf "1-minute load average every 10 s: median %.1f (%.1f–%.1f) on %d cores", m, v[1], v[NR], cores
+		}'
+}
+
+# A sentence when the machine was busy (median load above the core count).
+busy_note() {
+	local busy
+	busy=$(sort -g "$WORK/load.txt" | awk -v cores="$(nproc)" '{ v[NR] = $1 } END { if (NR == 0) exit; m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; if (m > cores) printf "%.1f", m }')
+	if [[ -n $busy ]]; then
+		echo
+		echo "**The machine was busy during this run** (median load $busy on $(nproc) cores: other work shares it, e.g. other sessions' end-to-end tests on the same Docker engine). Absolute times are longer and spreads wider than on an idle machine; the pair-by-pair ratios, taken from runs close in time, are the figures to compare."
+	fi
+}
+
 machine() {
 	local cpu mem docker kernel
 	cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
@@ -143,7 +168,7 @@ machine() {
 | docker-compose v1 | $(c1version) |
 | docker compose v2 | $(c2version) |
 | nginx image | $(nginxversion) |
-| load average (1, 5, 15 min) | at the start $LOAD_START, at the end $(cut -d' ' -f1-3 /proc/loadavg); other containers running at the end: $(timeout 20 docker ps -q 2>/dev/null | wc -l) (the machine is shared) |
+| load during the run | $(load_summary) |
 | roster | $(git describe --tags --always --dirty 2>/dev/null || echo unknown) |
 EOF
 }
@@ -209,6 +234,7 @@ each figure is and how it is measured: the text under each table, and
 ## Machine
 
 $(machine)
+$(busy_note)
 
 ## How to reproduce
 

@@ -316,10 +316,9 @@ func (b *bench) sweep(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// One at a time: concurrent removals on one network are what trips
+	// the engine's libnetwork races (see bench/README.md).
 	var errs []error
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	sem := make(chan struct{}, 8)
 	n := 0
 	for _, c := range cs {
 		name := ""
@@ -330,19 +329,10 @@ func (b *bench) sweep(ctx context.Context) error {
 			continue
 		}
 		n++
-		wg.Add(1)
-		go func(id string) {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if err := b.docker.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !client.IsErrNotFound(err) {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}(c.ID)
+		if err := b.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !client.IsErrNotFound(err) {
+			errs = append(errs, err)
+		}
 	}
-	wg.Wait()
 	nets, err := b.docker.NetworkList(ctx, network.ListOptions{})
 	if err != nil {
 		return err

@@ -83,7 +83,7 @@ func main() {
 	flag.StringVar(&c.targets, "targets", "", "append the targets' verdicts to this file")
 	flag.StringVar(&sizes, "up-sizes", "", "replica counts of the up suite, comma-separated (default: full 10,30, quick 5)")
 	flag.IntVar(&c.noopN, "noop-n", 0, "replicas of the noop suite (default: full 30, quick 10)")
-	flag.IntVar(&c.recreateN, "recreate-n", 0, "replicas of the recreate suite (default: full 30, quick 10)")
+	flag.IntVar(&c.recreateN, "recreate-n", 0, "replicas of the recreate suite (default: full 30, quick 6)")
 	flag.IntVar(&c.repairN, "repair-n", 3, "replicas of the repair suite")
 	flag.IntVar(&c.idleN, "idle-n", 0, "replicas of the idle suite (default: full 100, quick 20)")
 	flag.DurationVar(&c.idleWait, "idle-wait", 0, "idle time before measuring (default: full 30s, quick 5s)")
@@ -134,7 +134,7 @@ func (c *config) defaults(sizes string) error {
 	}
 	pick(&c.runs, 5, 2)
 	pick(&c.noopN, 30, 10)
-	pick(&c.recreateN, 30, 10)
+	pick(&c.recreateN, 30, 6)
 	pick(&c.idleN, 100, 20)
 	pickD(&c.idleWait, 30*time.Second, 5*time.Second)
 	pickD(&c.window, 30*time.Second, 5*time.Second)

@@ -201,6 +201,15 @@ goes on for %s after the command returns. A request fails on a transport
 error, a timeout or a status other than 2xx. "Still failing at the end":
 the last 10 requests of the window failed. One unmeasured warm-up round,
 then %d rounds in rotating order. Counts are reported, not asserted.
+
+Why the counts differ: the compose tools replace the 3 replicas at once,
+so for a moment no replica answers; nginx (its defaults: max_fails 1,
+fail_timeout 10s) then marks every server unavailable and answers 502 for
+up to 10 s, even once the new replicas run (here they even get the old
+addresses back: Docker hands out the lowest free address, so the names
+nginx resolved at start-up stay valid). roster replaces one slot at a
+time and first takes it out of the rendered upstreams (nginx reloaded),
+so nginx never sends a request to a replica being replaced.
 `, nginxReplicas, "`"+b.c.image+"`", "`"+b.c.nginxImage+"`", "`roster up -d`", "`upstream web { server web:8080; }`",
 		reqInterval, reqMax, reqMaxTime, "`up -d` (compose: `--scale web=3`)", reqSettle, b.c.runs)
 

@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
 
 	"github.com/roster-dev/roster/bench/internal/report"
 )
@@ -217,26 +218,18 @@ func (b *bench) floorCheck(ctx context.Context, n int) error {
 	return nil
 }
 
-// floorDown removes the floor's containers (8 at a time), keeping its network.
+// floorDown removes the floor's containers one at a time (concurrent
+// removals on one network are what trips the engine's libnetwork races,
+// see bench/README.md), keeping the network.
 func (b *bench) floorDown(ctx context.Context) error {
 	cs, err := b.floorContainers(ctx)
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, len(cs))
-	sem := make(chan struct{}, 8)
 	for _, c := range cs {
-		go func(id string) {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			errc <- b.docker.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
-		}(c.ID)
-	}
-	var first error
-	for range cs {
-		if err := <-errc; err != nil && first == nil {
-			first = err
+		if err := b.docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+			return err
 		}
 	}
-	return first
+	return nil
 }
