@@ -139,18 +139,6 @@ func (p *Plan) String() string {
 	return b.String()
 }
 
-// ImageSteps returns the plan restricted to its image steps.
-func (p *Plan) ImageSteps() *Plan {
-	out := &Plan{Project: p.Project}
-	for _, s := range p.Steps {
-		if s.IsImage() {
-			s.After = nil
-			out.Steps = append(out.Steps, s)
-		}
-	}
-	return out
-}
-
 // Desired is what the project should look like.
 type Desired struct {
 	Project  *compose.Project

@@ -2,6 +2,8 @@ package reconciler
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/roster-dev/roster/compose"
@@ -42,13 +44,6 @@ type updateConfig struct {
 	order         string // stop-first | start-first
 	failureAction string // pause | rollback | continue
 	monitor       time.Duration
-}
-
-// UpdateConfig returns the service's rollout settings: parallelism 1,
-// stop-first, failure_action pause, no delay, no monitor by default.
-func UpdateConfig(svc *compose.Service) (parallelism int, delay time.Duration, order, failureAction string, monitor time.Duration) {
-	u := updateConfigOf(svc)
-	return u.parallelism, u.delay, u.order, u.failureAction, u.monitor
 }
 
 func updateConfigOf(svc *compose.Service) updateConfig {
@@ -220,7 +215,7 @@ func MakeRollbackPlan(d Desired, o *Observed, service string) (*Plan, error) {
 			bySlot[c.Slot] = append(bySlot[c.Slot], c)
 		}
 	}
-	for _, n := range sortedSlots(bySlot) {
+	for _, n := range slices.Sorted(maps.Keys(bySlot)) {
 		name := canonicalName(p.Name, svc, n)
 		var cur, old *Container
 		var next []Container
@@ -254,17 +249,4 @@ func MakeRollbackPlan(d Desired, o *Observed, service string) (*Plan, error) {
 		pl.add(Step{Action: ActUndrain, Target: name, Service: svc.Name, Slot: n, After: []int{wait}, Cause: cause})
 	}
 	return pl.plan, nil
-}
-
-func sortedSlots(m map[int][]Container) []int {
-	out := make([]int, 0, len(m))
-	for n := range m {
-		out = append(out, n)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }

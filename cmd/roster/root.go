@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -197,6 +195,4 @@ func newVersionCmd() *cobra.Command {
 	}
 }
 
-var errInterrupted = errors.New("interrupted")
 
-func stderr() io.Writer { return os.Stderr }
