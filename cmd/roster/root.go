@@ -194,5 +194,3 @@ func newVersionCmd() *cobra.Command {
 		},
 	}
 }
-
-
